@@ -1,0 +1,228 @@
+"""The domain: members, rounds, groups and their outcomes, and the records that keep the service honest
+(processed messages, tokens, outbox entries).
+
+Every record is a plain dataclass that converts to and from the JSON-able dict kept in the store. Dates and
+datetimes are stored as ISO 8601 strings; unknown keys in stored data are ignored so that an older service can
+read a newer file's known fields (migrations handle the rest, see matcher.store).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, Self
+
+
+class MemberStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    LEFT = "left"
+    DISABLED = "disabled"
+
+
+class RoundState(StrEnum):
+    STARTED = "started"
+    CLOSED = "closed"
+
+
+class Result(StrEnum):
+    MET = "met"
+    MISSED = "missed"
+    NO_REPLY = "no_reply"
+
+
+class Record:
+    """Conversion between a dataclass and the dict the store holds."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _dump(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, data: typing.Mapping[str, Any]) -> Self:
+        hints = typing.get_type_hints(cls)
+        kwargs = {
+            f.name: _load(hints[f.name], data[f.name])
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if f.name in data
+        }
+        return cls(**kwargs)
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.to_dict()
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_dump(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _dump(v) for k, v in value.items()}
+    return value
+
+
+def _load(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _load(inner[0], value)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return [_load(item, v) for v in value]
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        return tuple(_load(item, v) for v in value)
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        return {k: _load(item, v) for k, v in value.items()}
+    if isinstance(hint, type):
+        if issubclass(hint, Record):
+            return hint.from_dict(value)
+        if hint is datetime:
+            return datetime.fromisoformat(value)
+        if hint is date:
+            return date.fromisoformat(value)
+        if issubclass(hint, StrEnum):
+            return hint(value)
+    return value
+
+
+@dataclass
+class Member(Record):
+    id: str                      # random and stable; groups refer to members by it, never by address
+    address: str                 # canonical (lower-case) address; "" once erased
+    name: str = ""
+    org: str = ""
+    about: str = ""
+    status: MemberStatus = MemberStatus.PENDING
+    frequency: int = 1           # matched every N rounds, 1..3
+    pause_until: date | None = None
+    joined_at: datetime | None = None
+    left_at: datetime | None = None
+    bounce_score: int = 0
+    silent_rounds: int = 0       # rounds in a row without any reply; 3 makes a ghost
+    created_at: datetime | None = None
+    erased: bool = False         # personal data removed on request; the record stays for anonymous counts
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.address.split("@")[0]
+
+
+@dataclass
+class Round(Record):
+    id: str                      # e.g. "2026-12"
+    ordinal: int                 # months since year 0: orders rounds and measures "how long ago"
+    starts_on: date
+    meeting_week_start: date
+    meeting_week_end: date
+    followup_on: date
+    seed: int
+    state: RoundState = RoundState.STARTED
+    created_at: datetime | None = None
+    closed_at: datetime | None = None
+    steps_done: list[str] = field(default_factory=list)   # idempotency of the round's steps
+    unpaired: list[str] = field(default_factory=list)     # member ids left alone (only with one person)
+
+
+@dataclass
+class Outcome(Record):
+    result: Result
+    reason: str = ""
+    at: datetime | None = None
+
+
+@dataclass
+class Group(Record):
+    round_id: str
+    number: int                  # 1.. within the round
+    members: list[str]           # member ids
+    host: str
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    intro_message_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.round_id}:{self.number}"
+
+    @property
+    def met(self) -> bool:
+        """A group met when any of its members says so."""
+        return any(o.result is Result.MET for o in self.outcomes.values())
+
+    def result(self) -> Result | None:
+        """The group's result: met beats missed beats no reply; None while nobody has said."""
+        results = {o.result for o in self.outcomes.values()}
+        for r in (Result.MET, Result.MISSED, Result.NO_REPLY):
+            if r in results:
+                return r
+        return None
+
+
+@dataclass
+class ProcessedMessage(Record):
+    key: str                     # the Message-ID, else sha256 of the raw bytes
+    status: str                  # applied | ignored | failed | quarantined
+    at: datetime | None = None
+    attempts: int = 0
+    error: str = ""
+    summary: str = ""            # kind and command, for the log and `status`
+
+
+@dataclass
+class Token(Record):
+    token: str
+    purpose: str                 # confirm_join | confirm_leave | confirm_forget | member
+    address: str
+    member_id: str
+    created_at: datetime
+    expires_at: datetime | None  # None: valid while the member exists (List-Unsubscribe tokens)
+    used_at: datetime | None = None
+    message_id: str | None = None  # the email that carried it, so a plain reply to that email confirms
+
+    def is_valid(self, now: datetime) -> bool:
+        return self.used_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass
+class OutboxEntry(Record):
+    key: str                     # idempotency key, e.g. "intro:2026-12:7"
+    kind: str                    # template name
+    envelope_from: str
+    recipients: list[str]
+    message_id: str
+    raw: str                     # the rendered message, 7-bit clean
+    status: str = "queued"       # queued | sent | failed
+    attempts: int = 0
+    last_error: str = ""
+    queued_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    sent_at: datetime | None = None
+
+
+@dataclass
+class Notice:
+    """Something the service must say: plain data for the mailer to render, queue and send.
+
+    Not stored: the outbox stores the rendered message instead.
+    """
+
+    kind: str                        # template name, e.g. "confirm_join", "welcome", "intro", "summary"
+    to: list[str]                    # recipient addresses (an intro goes To every member of the group)
+    values: dict[str, Any] = field(default_factory=dict)   # what the template shows
+    key: str = ""                    # idempotency key for the outbox, e.g. "intro:2026-12:7"
+    message_id: str | None = None    # pre-assigned Message-ID (no brackets) when the caller must know it
+    in_reply_to: str | None = None   # Message-ID (no brackets) of the message this answers or follows
+    references: list[str] = field(default_factory=list)
+    reply_to: list[str] = field(default_factory=list)      # default: the programme address
+    unsubscribe_token: str = ""      # the member's token for List-Unsubscribe (single-recipient mail)
+    auto_reply: bool = False         # an answer to a person's message: Auto-Submitted: auto-replied
+    images: dict[str, bytes] = field(default_factory=dict)  # content-id -> PNG, inline and attached

@@ -1,0 +1,326 @@
+"""Configuration: one TOML file read into typed dataclasses, checked completely at start.
+
+Every problem is reported as one ``ConfigError`` naming the file, the key and what was expected. Secrets never
+appear in the file: a section names the environment variable that holds its password (``password_env``).
+With no file at all, the service runs on the sandbox defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_FILE = "unmentoring.toml"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+ORDINALS = ("first", "second", "third", "fourth", "last")
+SECURITY = ("ssl", "starttls", "none")
+ADDRESS = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$|^[^@\s<>\"]+@localhost$")
+
+
+class ConfigError(Exception):
+    """A configuration problem: which file, which key, what was expected."""
+
+    def __init__(self, file: str | Path, key: str, problem: str) -> None:
+        super().__init__(f"{file}: {key}: {problem}")
+        self.file = str(file)
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Programme:
+    name: str = "UnMentoring"
+    address: str = "unmentoring@localhost"
+    organisers: list[str] = field(default_factory=lambda: ["organiser@localhost"])
+    timezone: str = "Europe/London"
+    cadence: str = "first Monday"         # "<first|second|third|fourth|last> <weekday>" of every month
+    start_time: str = "09:00"             # when the round starts and the introductions go out
+    meeting_week: int = 1                 # 1 = the week that starts with the introductions, 2 = the next...
+    followup_day: str = "Monday"          # follow-up on the first such day after the meeting week
+    reminder_after_days: int = 5          # days after the follow-up to remind who has not answered; 0 = never
+    data_dir: str = "data"                # relative to the config file's folder
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def domain(self) -> str:
+        return self.address.rsplit("@", 1)[1]
+
+
+@dataclass(frozen=True)
+class Imap:
+    host: str = ""
+    port: int = 993
+    security: str = "ssl"
+    username: str = ""
+    password_env: str = ""
+    auth: str = "login"                   # "login" or "xoauth2" (the variable then holds an access token)
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    quarantine_folder: str = "Quarantine"
+    timeout: float = 30.0
+    ca_file: str = ""
+    poll_seconds: int = 60
+    password: str = field(default="", repr=False)   # from password_env, never from the file
+
+
+@dataclass(frozen=True)
+class Smtp:
+    host: str = ""
+    port: int = 587
+    security: str = "starttls"
+    username: str = ""
+    password_env: str = ""
+    auth: str = "login"
+    timeout: float = 30.0
+    ca_file: str = ""
+    envelope_from: str = ""               # bounce address; the programme address when empty
+    per_minute: int = 30                  # Microsoft 365 allows 30 messages a minute
+    per_day: int = 10000                  # ... and 10,000 recipients a day
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Lmtp:
+    listen: str = ""                      # "127.0.0.1:8024"; empty = no LMTP server
+    spool: str = "spool"                  # Maildir under data_dir where accepted mail waits
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    host: str = "127.0.0.1"
+    port: int = 2525
+    folder: str = "sandbox"               # under data_dir: inbox/ and mailboxes/<address>/
+
+
+@dataclass(frozen=True)
+class Limits:
+    replies_per_sender_per_day: int = 10
+    bounce_threshold: int = 3             # bounce score at which an address is disabled
+    ghost_rounds: int = 3                 # silent rounds in a row before a member is paused
+    attempts_before_quarantine: int = 3
+    token_days: int = 7
+    max_message_bytes: int = 25_000_000
+
+
+@dataclass(frozen=True)
+class Config:
+    programme: Programme = field(default_factory=Programme)
+    imap: Imap | None = None
+    smtp: Smtp | None = None
+    lmtp: Lmtp | None = None
+    sandbox: Sandbox = field(default_factory=Sandbox)
+    limits: Limits = field(default_factory=Limits)
+    source: str = "(built-in sandbox defaults)"
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    @property
+    def mode(self) -> str:
+        """sandbox (no mail server configured), production (IMAP in, SMTP out) or mta (LMTP in)."""
+        if self.lmtp is not None and self.lmtp.listen:
+            return "mta"
+        if self.imap is not None:
+            return "production"
+        return "sandbox"
+
+    @property
+    def data_dir(self) -> Path:
+        return (self.base_dir / self.programme.data_dir).resolve()
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "unmentoring.json"
+
+    @property
+    def sandbox_dir(self) -> Path:
+        return self.data_dir / self.sandbox.folder
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as plain data, secrets replaced by a mark."""
+        out: dict[str, Any] = {"mode": self.mode, "source": self.source, "data_dir": str(self.data_dir)}
+        for name in SECTIONS:
+            section = getattr(self, name)
+            if section is None:
+                continue
+            values = dataclasses.asdict(section)
+            if "password" in values:
+                values["password"] = "********" if values["password"] else ""
+            out[name] = values
+        return out
+
+
+SECTIONS: Mapping[str, type] = {
+    "programme": Programme,
+    "imap": Imap,
+    "smtp": Smtp,
+    "lmtp": Lmtp,
+    "sandbox": Sandbox,
+    "limits": Limits,
+}
+SECRETS = frozenset({"password"})
+
+
+def find_config_path(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    """--config, else $UNMENTORING_CONFIG, else ./unmentoring.toml if it exists, else None (sandbox)."""
+    chosen = explicit or environ.get("UNMENTORING_CONFIG")
+    if chosen:
+        return Path(chosen)
+    default = Path(DEFAULT_FILE)
+    return default if default.exists() else None
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if environ is None else environ
+    if path is None:
+        return Config()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(path, "(file)", "not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "(file)", f"cannot be read ({exc.__class__.__name__})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "(file)", f"is not valid TOML ({exc})") from None
+    return parse_config(raw, path, environ)
+
+
+def parse_config(raw: Mapping[str, Any], path: Path, environ: Mapping[str, str]) -> Config:
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(path, unknown[0], f"unknown section; expected one of {', '.join(SECTIONS)}")
+    sections: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        if name not in raw:
+            continue
+        table = raw[name]
+        if not isinstance(table, dict):
+            raise ConfigError(path, name, "expected a [section] table")
+        sections[name] = _build_section(cls, table, name, path, environ)
+    config = Config(**sections, source=str(path), base_dir=path.resolve().parent)
+    _validate(config, path)
+    return config
+
+
+def _build_section(cls: type, table: Mapping[str, Any], name: str, path: Path, environ: Mapping[str, str]):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.name not in SECRETS}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{name}.{key}"
+        if key not in fields:
+            raise ConfigError(path, dotted, f"unknown key; expected one of {', '.join(sorted(fields))}")
+        values[key] = _check_type(hints[key], value, dotted, path)
+    if "password_env" in values and values["password_env"]:
+        variable = values["password_env"]
+        if variable not in environ:
+            raise ConfigError(
+                path, f"{name}.password_env", f"environment variable {variable} is not set"
+            )
+        values["password"] = environ[variable]
+    return cls(**values)
+
+
+def _check_type(hint: Any, value: Any, key: str, path: Path) -> Any:
+    expected = _describe(hint)
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
+            raise ConfigError(path, key, f"expected {expected}, got {_describe_value(value)}")
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(path, key, f"expected {expected}, got {_describe_value(value)}")
+    return value
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is list:
+        return f"a list of {_describe(typing.get_args(hint)[0])}s"
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(hint, str(hint))
+
+
+def _describe_value(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def _validate(config: Config, path: Path) -> None:
+    p = config.programme
+    try:
+        ZoneInfo(p.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            path, "programme.timezone", f"unknown time zone {p.timezone!r}; expected e.g. 'Europe/London'"
+        ) from None
+    for key, address in [("programme.address", p.address)] + [
+        ("programme.organisers", a) for a in p.organisers
+    ]:
+        if not ADDRESS.match(address):
+            raise ConfigError(path, key, f"expected an email address, got {address!r}")
+    parse_cadence(p.cadence, path)
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", p.start_time):
+        raise ConfigError(path, "programme.start_time", f"expected HH:MM (24-hour), got {p.start_time!r}")
+    if not 1 <= p.meeting_week <= 3:
+        raise ConfigError(path, "programme.meeting_week", f"expected 1, 2 or 3, got {p.meeting_week}")
+    if p.followup_day.lower() not in WEEKDAYS:
+        raise ConfigError(path, "programme.followup_day", f"expected a weekday name, got {p.followup_day!r}")
+    if p.reminder_after_days < 0:
+        raise ConfigError(path, "programme.reminder_after_days", "expected 0 (never) or more days")
+    for name in ("imap", "smtp"):
+        section = getattr(config, name)
+        if section is None:
+            continue
+        if not section.host:
+            raise ConfigError(path, f"{name}.host", "expected the server's host name")
+        if section.security not in SECURITY:
+            raise ConfigError(path, f"{name}.security", f"expected one of {', '.join(SECURITY)}")
+        if section.security == "none" and section.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(
+                path, f"{name}.security", "'none' (no TLS) is allowed only for a server on this machine"
+            )
+        if section.auth not in ("login", "xoauth2"):
+            raise ConfigError(path, f"{name}.auth", "expected 'login' or 'xoauth2'")
+        if not 0 < section.port < 65536:
+            raise ConfigError(path, f"{name}.port", f"expected a port number, got {section.port}")
+    if config.imap is not None and config.smtp is None:
+        raise ConfigError(path, "smtp", "an [imap] section needs an [smtp] section to send with")
+    if config.lmtp is not None and config.lmtp.listen:
+        if not re.fullmatch(r"[\w.:-]+:\d{1,5}", config.lmtp.listen):
+            raise ConfigError(path, "lmtp.listen", f"expected HOST:PORT, got {config.lmtp.listen!r}")
+        if config.smtp is None:
+            raise ConfigError(path, "smtp", "an [lmtp] section needs an [smtp] section to send with")
+    if not 0 < config.sandbox.port < 65536:
+        raise ConfigError(path, "sandbox.port", f"expected a port number, got {config.sandbox.port}")
+    for f in dataclasses.fields(Limits):
+        if getattr(config.limits, f.name) < 1:
+            raise ConfigError(path, f"limits.{f.name}", "expected a positive integer")
+
+
+def parse_cadence(cadence: str, path: Path | str = "(config)") -> tuple[int, int]:
+    """"first Monday" -> (0, 0); "last Friday" -> (-1, 4): (which occurrence, weekday number)."""
+    words = cadence.lower().split()
+    if len(words) != 2 or words[0] not in ORDINALS or words[1] not in WEEKDAYS:
+        raise ConfigError(
+            path, "programme.cadence", f"expected e.g. 'first Monday' or 'last Friday', got {cadence!r}"
+        )
+    which = -1 if words[0] == "last" else ORDINALS.index(words[0])
+    return which, WEEKDAYS.index(words[1])
