@@ -294,6 +294,7 @@ class Store:
             ) from None
         assert data is not None
         if first:
+            self._remove_torn_temp_files()
             if data:
                 self._keep_backup()
             elif self._backups():
@@ -308,6 +309,11 @@ class Store:
                 middleware.in_transaction = False
         self._db = db
         self._build_indexes()
+
+    def _remove_torn_temp_files(self) -> None:
+        # write_atomically's temp files are never read; one left behind means a write was killed midway
+        for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._db is not None:

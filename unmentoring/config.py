@@ -253,7 +253,7 @@ def _check_type(hint: Any, value: Any, key: str, path: Path) -> Any:
 
 def _describe(hint: Any) -> str:
     if typing.get_origin(hint) is list:
-        return f"a list of {_describe(typing.get_args(hint)[0])}s"
+        return "a list of " + _describe(typing.get_args(hint)[0]).removeprefix("a ").removeprefix("an ") + "s"
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return " or ".join(_describe(a) for a in typing.get_args(hint))
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(hint, str(hint))

@@ -1,0 +1,3 @@
+from unmentoring.cli import main
+
+main()
