@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sys
-from pathlib import Path
+import threading
+from typing import BinaryIO
 
 import click
+from inbox.lmtp import LmtpServer
 
+from inbox.explain import explain as explain_message
 from matcher.store import StoreCorrupt, StoreError, StoreLocked
+from unmentoring import daemon, service
+from unmentoring.app import App
+from unmentoring.cli_members import make_members_group
+from unmentoring.cli_rounds import (
+    make_outbox_group,
+    make_round_group,
+    make_status_command,
+    make_summary_command,
+)
 from unmentoring.config import Config, ConfigError, find_config_path, load_config
+from unmentoring.sandbox import SandboxServer, banner
+from unmentoring.sandbox_cli import make_sandbox_group
 
 EXIT_CONFIG = 2
 EXIT_LOCKED = 3
@@ -72,5 +88,83 @@ def check_config(context: Context) -> None:
     click.echo(json.dumps(context.config.masked(), indent=2, default=str))
 
 
-def config_path_of(context: Context) -> Path | None:
-    return find_config_path(context.config_path, os.environ)
+@main.command()
+@click.option("--poll-seconds", type=click.IntRange(1), help="Override how often the inbox is read.")
+@pass_context
+def run(context: Context, poll_seconds: int | None) -> None:
+    """Run the service until SIGTERM or Ctrl-C: read mail, run the rounds, send mail."""
+    setup_logging()
+    config = context.config
+    stop = threading.Event()
+    daemon.install_stop_handlers(stop)
+    with contextlib.ExitStack() as stack:
+        app = stack.enter_context(App.open(config))
+        if config.mode == "sandbox":
+            server = SandboxServer(
+                config.sandbox_dir, config.programme.address, config.sandbox.host, config.sandbox.port
+            )
+            server.start()
+            stack.callback(server.stop)
+            click.echo(banner(config))
+        elif config.mode == "mta":
+            assert config.lmtp is not None
+            host, port = config.lmtp.host_port
+            lmtp = LmtpServer(app.inbox_maildir(), config.programme.address, host, port)
+            lmtp.start()
+            stack.callback(lmtp.stop)
+            click.echo(f"LMTP server listening on {config.lmtp.listen} for {config.programme.address}")
+        source = app.inbound_source()
+        stack.callback(source.close)
+        interval = poll_seconds or (config.imap.poll_seconds if config.imap else 5)
+        click.echo(f"unmentoring running ({config.mode} mode, data in {config.data_dir}); Ctrl-C stops it")
+        code = daemon.run_forever(app, source, stop, poll_seconds=interval)
+    sys.exit(code)
+
+
+@main.command()
+@pass_context
+def tick(context: Context) -> None:
+    """Do one pass (read mail, run due round steps, send mail) and exit: for cron or a systemd timer."""
+    setup_logging()
+    stop = threading.Event()
+    daemon.install_stop_handlers(stop)
+    with App.open(context.config) as app:
+        report = service.tick(app, should_stop=stop.is_set)
+    click.echo(f"inbox: {report.inbox}")
+    click.echo(f"steps: {', '.join(report.steps) or 'none due'}")
+    click.echo(f"outbox: {report.delivery}")
+
+
+@main.command()
+@click.argument("message", type=click.File("rb"))
+@pass_context
+def explain(context: Context, message: BinaryIO) -> None:
+    """Show how the service reads MESSAGE (an .eml file, or - for standard input), changing nothing."""
+    config = context.config
+    own = [config.programme.address]
+    click.echo(json.dumps(explain_message(message.read(), own_addresses=own), indent=2, ensure_ascii=False))
+
+
+def open_app() -> App:
+    """The App for the current command's configuration (the caller closes it)."""
+    context = click.get_current_context().find_object(Context)
+    assert context is not None
+    return App.open(context.config)
+
+
+def current_config() -> Config:
+    context = click.get_current_context().find_object(Context)
+    assert context is not None
+    return context.config
+
+
+main.add_command(make_status_command(open_app), "status")
+main.add_command(make_members_group(open_app), "members")
+main.add_command(make_round_group(open_app), "round")
+main.add_command(make_outbox_group(open_app), "outbox")
+main.add_command(make_summary_command(open_app), "summary")
+main.add_command(make_sandbox_group(current_config), "sandbox")
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

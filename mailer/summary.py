@@ -1,0 +1,174 @@
+"""The organisers' summary of a closed round: figures, tables, reasons and the two pictures."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from mailer.charts import Edge, MonthPoint, Node, growth_chart_png, met_network_png, round_network_png
+from mailer.settings import MailSettings
+from matcher import rounds
+from matcher.calendar import parse_round_id
+from matcher.model import Group, Member, MemberStatus, Notice, Result, Round
+from matcher.store import Store
+
+ROUNDS_SHOWN = 12
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    id: str
+    groups: int
+    people: int
+    met: int
+    missed: int
+    no_reply: int
+
+    @property
+    def met_rate(self) -> str:
+        return f"{100 * self.met / self.groups:.0f}%" if self.groups else "-"
+
+
+def build_summary(store: Store, round_id: str, mail: MailSettings) -> Notice:
+    """The summary notice for ``round_id`` (to the organisers), with its PNG pictures."""
+    members = store.all(Member)
+    by_id = {m.id: m for m in members}
+    all_rounds = sorted(store.all(Round), key=lambda r: r.ordinal)
+    this = next(r for r in all_rounds if r.id == round_id)
+    shown = [r for r in all_rounds if r.ordinal <= this.ordinal][-ROUNDS_SHOWN:]
+    rows = [_round_row(store, r.id) for r in shown]
+    groups = rounds.groups_of_round(store, round_id)
+    year, month = parse_round_id(round_id)
+    growth = growth_points(members, until=(year, month))
+    report = rounds.close_report(store, round_id)
+    joins, leaves = (growth[-1].joins, growth[-1].leaves) if growth else (0, 0)
+    status = Counter(m.status for m in members if not m.erased)
+    row = rows[-1]
+    figures = [
+        ("Members (active and paused)", status[MemberStatus.ACTIVE] + status[MemberStatus.PAUSED]),
+        ("Active", status[MemberStatus.ACTIVE]),
+        ("Paused", status[MemberStatus.PAUSED]),
+        ("Joined this month", joins),
+        ("Left this month", leaves),
+        ("Awaiting confirmation", status[MemberStatus.PENDING]),
+        ("Groups formed", row.groups),
+        ("People paired", row.people),
+        ("Met", row.met),
+        ("Missed", row.missed),
+        ("No reply", row.no_reply),
+        ("Met rate", row.met_rate),
+        ("Ghosts paused", len(report.ghosts)),
+        ("Disabled by bounces", status[MemberStatus.DISABLED]),
+    ]
+    reasons = [
+        outcome.reason
+        for group in groups
+        for outcome in group.outcomes.values()
+        if outcome.result is Result.MISSED and outcome.reason
+    ]
+    title = f"{mail.programme_name}, round {round_id}"
+    nodes = _nodes(by_id, {mid for g in groups for mid in g.members})
+    met_pairs = met_pair_counts(store, [r.id for r in all_rounds if r.ordinal <= this.ordinal])
+    met_nodes = _nodes(by_id, {mid for pair in met_pairs for mid in pair})
+    images = {
+        "growth": growth_chart_png(growth, title=f"{mail.programme_name}: members over time"),
+        "network": round_network_png(nodes, round_edges(groups), title=title, seed=this.seed),
+        "met_network": met_network_png(
+            met_nodes,
+            [(a, b, n) for (a, b), n in sorted(met_pairs.items())],
+            title=f"{mail.programme_name}: who has met whom so far",
+            seed=this.seed,
+        ),
+    }
+    return Notice(
+        kind="summary",
+        to=list(mail.organisers),
+        values={
+            "round_id": round_id,
+            "figures": figures,
+            "rounds": [
+                {"id": r.id, "groups": r.groups, "met": r.met, "missed": r.missed, "no_reply": r.no_reply}
+                for r in rows
+            ],
+            "reasons": reasons,
+            "ghosts": [m.display_name for m in report.ghosts],
+            "disabled": [m.address for m in members if m.status is MemberStatus.DISABLED],
+            "images": list(images),
+            "growth": [
+                {"month": p.month, "members": p.members, "joins": p.joins, "leaves": p.leaves}
+                for p in growth[-ROUNDS_SHOWN:]
+            ],
+        },
+        key=f"summary:{round_id}",
+        images=images,
+    )
+
+
+def growth_points(members: list[Member], *, until: tuple[int, int]) -> list[MonthPoint]:
+    """Members at each month's end, and joins and leaves in the month, from the first join to ``until``."""
+    joined = [m.joined_at for m in members if m.joined_at]
+    if not joined:
+        return []
+    first = min(joined)
+    joins = Counter(_month(m.joined_at) for m in members if m.joined_at)
+    leaves = Counter(_month(m.left_at) for m in members if m.left_at and m.joined_at)
+    points = []
+    year, month = first.year, first.month
+    total = 0
+    while (year, month) <= until:
+        key = f"{year:04d}-{month:02d}"
+        total += joins[key] - leaves[key]
+        points.append(MonthPoint(month=key, members=total, joins=joins[key], leaves=leaves[key]))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return points
+
+
+def round_edges(groups: list[Group]) -> list[Edge]:
+    """One line per pairing in the round (a triple gives three), coloured by the group's result."""
+    edges = []
+    for group in groups:
+        result = (group.result() or Result.NO_REPLY).value
+        for i, a in enumerate(group.members):
+            for b in group.members[i + 1 :]:
+                edges.append(Edge(a, b, result))
+    return edges
+
+
+def met_pair_counts(store: Store, round_ids: list[str]) -> Counter[tuple[str, str]]:
+    counts: Counter[tuple[str, str]] = Counter()
+    for round_id in round_ids:
+        for group in rounds.groups_of_round(store, round_id):
+            if group.met:
+                for i, a in enumerate(group.members):
+                    for b in group.members[i + 1 :]:
+                        counts[tuple(sorted((a, b)))] += 1
+    return counts
+
+
+def _round_row(store: Store, round_id: str) -> RoundRow:
+    groups = rounds.groups_of_round(store, round_id)
+    results = Counter(g.result() or Result.NO_REPLY for g in groups)
+    return RoundRow(
+        id=round_id,
+        groups=len(groups),
+        people=sum(len(g.members) for g in groups),
+        met=results[Result.MET],
+        missed=results[Result.MISSED],
+        no_reply=results[Result.NO_REPLY],
+    )
+
+
+def _nodes(by_id: dict[str, Member], ids: set[str]) -> list[Node]:
+    nodes = []
+    for member_id in sorted(ids):
+        member = by_id.get(member_id)
+        if member is None or member.erased:
+            nodes.append(Node(member_id, "", ""))
+        else:
+            nodes.append(Node(member_id, member.display_name.split()[0] if member.name else "", member.org))
+    return nodes
+
+
+def _month(when: datetime | date) -> str:
+    return f"{when.year:04d}-{when.month:02d}"

@@ -1,0 +1,152 @@
+"""The composition root: one place that turns a Config into the working parts of the service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time
+from pathlib import Path
+
+from inbox.process import Processor
+from mailer.outbox import Outbox
+from mailer.smtp import SmtpSender
+from mailer.summary import build_summary
+
+from inbox.settings import InboxSettings
+from inbox.sources.base import Source
+from inbox.sources.imap import ImapSettings, ImapSource
+from inbox.sources.maildir import MaildirSource
+from mailer.render import Renderer
+from mailer.settings import MailSettings, mail_settings_from_config
+from matcher import tokens
+from matcher.calendar import Calendar, next_round
+from matcher.clock import Clock, SystemClock
+from matcher.store import Store
+from unmentoring.config import WEEKDAYS, Config, parse_cadence
+from unmentoring.cycle import Cycle, CycleSettings
+
+
+def calendar_from_config(config: Config) -> Calendar:
+    programme = config.programme
+    which, weekday = parse_cadence(programme.cadence, config.source)
+    hour, minute = (int(part) for part in programme.start_time.split(":"))
+    return Calendar(
+        zone=programme.zone,
+        which=which,
+        weekday=weekday,
+        start_time=time(hour, minute),
+        meeting_week=programme.meeting_week,
+        followup_weekday=WEEKDAYS.index(programme.followup_day.lower()),
+        reminder_after_days=programme.reminder_after_days,
+    )
+
+
+@dataclass
+class App:
+    config: Config
+    clock: Clock
+    store: Store
+    calendar: Calendar
+    mail: MailSettings
+    outbox: Outbox
+    processor: Processor
+    cycle: Cycle
+
+    @classmethod
+    def open(cls, config: Config, clock: Clock | None = None) -> App:
+        """Open the database (taking the process lock) and build every part."""
+        clock = clock or SystemClock()
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store.open(config.database_path)
+        try:
+            calendar = calendar_from_config(config)
+            mail = mail_settings_from_config(config)
+            outbox = Outbox(store, clock, mail, Renderer(mail), journal=config.data_dir / "outbox.journal")
+
+            def next_round_on(now: datetime):  # noqa: ANN202 - a date
+                return next_round(calendar, now).starts_on
+
+            limits = config.limits
+            processor = Processor(
+                store,
+                clock,
+                InboxSettings(
+                    programme_address=config.programme.address,
+                    organisers=list(config.programme.organisers),
+                    replies_per_sender_per_day=limits.replies_per_sender_per_day,
+                    bounce_threshold=limits.bounce_threshold,
+                    attempts_before_quarantine=limits.attempts_before_quarantine,
+                    token_days=limits.token_days,
+                    max_message_bytes=limits.max_message_bytes,
+                    next_round_on=next_round_on,
+                ),
+            )
+            cycle = Cycle(
+                store,
+                calendar,
+                CycleSettings(domain=config.programme.domain, ghost_rounds=limits.ghost_rounds),
+                queue=outbox.queue_many,
+                summarise=lambda s, round_id, now: build_summary(s, round_id, mail),
+                member_token=lambda s, member, now: tokens.member_token(s, member, now).token,
+            )
+        except BaseException:
+            store.close()
+            raise
+        return cls(config, clock, store, calendar, mail, outbox, processor, cycle)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def inbound_source(self) -> Source:
+        """Where mail comes in: IMAP in production, else the Maildir the sandbox or LMTP server fills."""
+        config = self.config
+        if config.mode == "production":
+            assert config.imap is not None
+            imap = config.imap
+            settings = ImapSettings(
+                host=imap.host,
+                port=imap.port,
+                security=imap.security,
+                username=imap.username,
+                password=imap.password,
+                auth=imap.auth,
+                folder=imap.folder,
+                processed_folder=imap.processed_folder,
+                quarantine_folder=imap.quarantine_folder,
+                timeout=imap.timeout,
+                ca_file=imap.ca_file or None,
+            )
+            return ImapSource(settings, StoreMeta(self.store, "imap"))
+        return MaildirSource(self.inbox_maildir())
+
+    def inbox_maildir(self) -> Path:
+        if self.config.mode == "mta":
+            assert self.config.lmtp is not None
+            return self.config.data_dir / self.config.lmtp.spool
+        return self.config.sandbox_dir / "inbox"
+
+    def smtp_sender(self) -> SmtpSender:
+        return SmtpSender(self.mail.smtp, self.clock)
+
+
+class StoreMeta(dict):
+    """A dict-like view of one store meta value that writes through inside a transaction.
+
+    The IMAP source keeps its UIDVALIDITY and last UID here; they are committed with the message they
+    belong to.
+    """
+
+    def __init__(self, store: Store, name: str) -> None:
+        super().__init__(store.get_meta(name, {}) or {})
+        self._store = store
+        self._name = name
+
+    def __setitem__(self, key: str, value: object) -> None:
+        super().__setitem__(key, value)
+        with self._store.transaction():
+            self._store.set_meta(self._name, dict(self))

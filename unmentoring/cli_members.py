@@ -1,0 +1,221 @@
+"""`unmentoring members ...`: list, show, add, remove, import and export members."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+import click
+from tqdm import tqdm
+
+from inbox.parse import canonical_address
+from matcher import members as member_ops
+from matcher import tokens
+from matcher.model import Member, MemberStatus, Notice
+from unmentoring.app import App
+
+EXPORT_FIELDS = (
+    "address",
+    "name",
+    "org",
+    "about",
+    "status",
+    "frequency",
+    "pause_until",
+    "joined_at",
+    "left_at",
+)
+MAX_FIELD = 500
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    line: int
+    address: str
+    name: str
+    org: str
+    about: str
+
+
+class ImportError_(click.ClickException):
+    exit_code = 1
+
+
+def make_members_group(open_app: Callable[[], App]) -> click.Group:
+    @click.group()
+    def members() -> None:
+        """List, show, add, remove, import and export members."""
+
+    @members.command("list")
+    @click.option("--status", type=click.Choice([s.value for s in MemberStatus]), help="Only this status.")
+    def list_members(status: str | None) -> None:
+        """One line per member: address, status, frequency, name, organisation."""
+        with open_app() as app:
+            for m in sorted(app.store.all(Member), key=lambda m: m.address):
+                if m.erased or (status and m.status != status):
+                    continue
+                click.echo(f"{m.address}\t{m.status}\tevery {m.frequency}\t{m.name}\t{m.org}")
+
+    @members.command()
+    @click.argument("address")
+    def show(address: str) -> None:
+        """Everything held about one member, as JSON."""
+        with open_app() as app:
+            member = _require(app, address)
+            click.echo(json.dumps(member_ops.member_data(app.store, member), indent=2, default=str))
+
+    @members.command()
+    @click.argument("address")
+    @click.option("--name", default="")
+    @click.option("--org", default="")
+    @click.option("--about", default="")
+    def add(address: str, name: str, org: str, about: str) -> None:
+        """Add an active member (who agreed elsewhere, e.g. on a sign-up form) and welcome them."""
+        row = _check_row(1, address, name, org, about)
+        with open_app() as app, app.store.transaction():
+            added = _add_rows(app, [row])
+        click.echo(f"added {added} member" + ("" if added == 1 else "s"))
+
+    @members.command()
+    @click.argument("address")
+    def remove(address: str) -> None:
+        """Mark a member as left (no email is sent)."""
+        with open_app() as app, app.store.transaction():
+            member = _require(app, address)
+            member_ops.mark_left(app.store, member, app.clock.now())
+        click.echo(f"{address}: left")
+
+    @members.command("import")
+    @click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+    @click.option("--email-column", default="email", show_default=True)
+    @click.option("--name-column", default="name", show_default=True)
+    @click.option("--org-column", default="organisation", show_default=True)
+    @click.option("--about-column", default="about", show_default=True)
+    @click.option("--dry-run", is_flag=True, help="Check every row and report, changing nothing.")
+    def import_members(
+        csv_file: TextIO,
+        email_column: str,
+        name_column: str,
+        org_column: str,
+        about_column: str,
+        dry_run: bool,
+    ) -> None:
+        """Import members from a CSV export of a sign-up form or spreadsheet.
+
+        Every row is checked first; if any row is bad, the bad rows are reported by line number and nothing
+        is imported.
+        """
+        rows, problems = read_import_rows(csv_file, email_column, name_column, org_column, about_column)
+        for problem in problems:
+            click.echo(problem, err=True)
+        if problems:
+            raise ImportError_(f"{len(problems)} bad row(s); nothing imported")
+        with open_app() as app:
+            new = [r for r in rows if not member_ops.is_member(member_ops.find_member(app.store, r.address))]
+            if dry_run:
+                click.echo(f"dry run: {len(new)} to add, {len(rows) - len(new)} already members")
+                return
+            with app.store.transaction():
+                added = _add_rows(app, tqdm(new, desc="importing", unit="member", disable=len(new) < 50))
+        click.echo(f"imported {added} members ({len(rows) - len(new)} already members)")
+
+    @members.command()
+    @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+    @click.option("--output", type=click.File("w"), default="-", help="File to write (default: stdout).")
+    def export(fmt: str, output: TextIO) -> None:
+        """Export members (not erased ones) as CSV or JSON."""
+        with open_app() as app:
+            rows = [
+                {k: v for k, v in m.to_dict().items() if k in EXPORT_FIELDS}
+                for m in sorted(app.store.all(Member), key=lambda m: m.address)
+                if not m.erased
+            ]
+        if fmt == "json":
+            json.dump(rows, output, indent=2)
+            output.write("\n")
+        else:
+            writer = csv.DictWriter(output, fieldnames=EXPORT_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return members
+
+
+def read_import_rows(
+    source: TextIO, email_column: str, name_column: str, org_column: str, about_column: str
+) -> tuple[list[ImportRow], list[str]]:
+    """The rows to import and one message per bad row ("line N: ..."); the header is line 1."""
+    reader = csv.DictReader(source)
+    columns = reader.fieldnames or []
+    if email_column not in columns:
+        return [], [f"line 1: no column {email_column!r} (columns: {', '.join(columns) or 'none'})"]
+    rows: list[ImportRow] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for record in reader:
+        line = reader.line_num
+        try:
+            row = _check_row(
+                line,
+                record.get(email_column) or "",
+                record.get(name_column) or "",
+                record.get(org_column) or "",
+                record.get(about_column) or "",
+            )
+        except click.BadParameter as exc:
+            problems.append(exc.message)
+            continue
+        if row.address in seen:
+            problems.append(f"line {line}: {row.address} repeats line {seen[row.address]}")
+            continue
+        seen[row.address] = line
+        rows.append(row)
+    return rows, problems
+
+
+def _check_row(line: int, address: str, name: str, org: str, about: str) -> ImportRow:
+    canonical = canonical_address(address)
+    if not canonical or "@" not in canonical:
+        raise click.BadParameter(f"line {line}: not an email address: {address.strip()[:80]!r}")
+    for label, value in (("name", name), ("org", org), ("about", about)):
+        if len(value) > MAX_FIELD:
+            raise click.BadParameter(f"line {line}: {label} is longer than {MAX_FIELD} characters")
+    return ImportRow(line, canonical, name.strip(), org.strip(), about.strip())
+
+
+def _add_rows(app: App, rows) -> int:  # noqa: ANN001 - an iterable of ImportRow (maybe a progress bar)
+    now = app.clock.now()
+    notices = []
+    count = 0
+    for row in rows:
+        if member_ops.is_member(member_ops.find_member(app.store, row.address)):
+            continue
+        profile = {"name": row.name, "org": row.org, "about": row.about}
+        member = member_ops.start_joining(app.store, row.address, profile, now)
+        member = member_ops.activate(app.store, member, now)
+        notices.append(
+            Notice(
+                kind="welcome",
+                to=[member.address],
+                values={
+                    "name": member.display_name,
+                    "next_round_on": app.processor.settings.next_round_on(now),
+                    "frequency": member.frequency,
+                },
+                key=f"welcome:{member.id}",
+                unsubscribe_token=tokens.member_token(app.store, member, now).token,
+            )
+        )
+        count += 1
+    app.outbox.queue_many(notices)
+    return count
+
+
+def _require(app: App, address: str) -> Member:
+    member = member_ops.find_member(app.store, canonical_address(address))
+    if member is None:
+        raise click.ClickException(f"no member with address {address}")
+    return member

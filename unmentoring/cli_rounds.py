@@ -1,0 +1,231 @@
+"""`unmentoring status`, `round ...`, `outbox ...` and `summary ...`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from matcher import rounds
+from matcher.calendar import RoundDates, current_round, next_round, round_dates
+from matcher.model import Member, MemberStatus, OutboxEntry, Round
+from unmentoring import service
+from unmentoring.app import App
+
+OpenApp = Callable[[], App]
+
+
+def make_round_group(open_app: OpenApp) -> click.Group:
+    @click.group("round")
+    def round_() -> None:
+        """Preview, start, follow up, close and show rounds."""
+
+    @round_.command()
+    @click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="The round of this date's month.")
+    @click.option("--seed", type=int, default=0, show_default=True)
+    def preview(on: datetime | None, seed: int) -> None:
+        """Print the groups the round would make, changing nothing."""
+        with open_app() as app:
+            dates = _dates_for(app, on)
+            click.echo(rounds.format_preview(rounds.preview_round(app.store, dates, seed=seed)))
+
+    @round_.command()
+    @click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="The round of this date's month.")
+    @click.option("--seed", type=int, help="Pairing seed (default: a random one, stored with the round).")
+    @click.option("--no-send", is_flag=True, help="Queue the introductions without sending them now.")
+    def start(on: datetime | None, seed: int | None, no_send: bool) -> None:
+        """Start the round now (pair everyone eligible) and send the introductions."""
+        with open_app() as app:
+            dates = _dates_for(app, on)
+            done = app.cycle.start(dates, app.clock.now(), seed=seed)
+            click.echo(", ".join(done) or f"round {dates.round_id} was already started")
+            _send(app, no_send)
+
+    @round_.command()
+    @click.argument("round_id", required=False)
+    @click.option("--no-send", is_flag=True)
+    def followup(round_id: str | None, no_send: bool) -> None:
+        """Ask every member of the round whether they met (once per round)."""
+        with open_app() as app:
+            round_id = round_id or _latest_round(app).id
+            done = app.cycle.send_followups(round_id, app.clock.now())
+            click.echo(", ".join(done) or f"round {round_id}: follow-ups were already sent")
+            _send(app, no_send)
+
+    @round_.command()
+    @click.argument("round_id", required=False)
+    @click.option("--no-send", is_flag=True)
+    def close(round_id: str | None, no_send: bool) -> None:
+        """Close the round (silence becomes "no reply", ghosts are paused) and send the summary."""
+        with open_app() as app:
+            round_id = round_id or _latest_round(app).id
+            now = app.clock.now()
+            done = app.cycle.close(round_id, now) + app.cycle.send_summary(round_id, now)
+            click.echo(", ".join(done) or f"round {round_id} was already closed")
+            _send(app, no_send)
+
+    @round_.command()
+    @click.argument("round_id", required=False)
+    def show(round_id: str | None) -> None:
+        """The round's groups, hosts and outcomes."""
+        with open_app() as app:
+            stored = app.store.get(Round, round_id) if round_id else _latest_round(app)
+            if stored is None:
+                raise click.ClickException(f"no round {round_id}")
+            click.echo(f"round {stored.id} ({stored.state}), started {stored.starts_on}, seed {stored.seed}")
+            for group in rounds.groups_of_round(app.store, stored.id):
+                people = rounds.members_of(app.store, group.members)
+                result = group.result()
+                click.echo(f"  group {group.number}: {result.value if result else 'open'}")
+                for m in people:
+                    outcome = group.outcomes.get(m.id)
+                    said = f"{outcome.result.value}" + (
+                        f" ({outcome.reason})" if outcome and outcome.reason else ""
+                    )
+                    host = " [host]" if m.id == group.host else ""
+                    click.echo(
+                        f"    {m.display_name} <{m.address}> {m.org}{host}: {said if outcome else '-'}"
+                    )
+            for member_id in stored.unpaired:
+                click.echo(f"  unpaired: {member_id}")
+
+    return round_
+
+
+def make_outbox_group(open_app: OpenApp) -> click.Group:
+    @click.group()
+    def outbox() -> None:
+        """See and retry outgoing mail."""
+
+    @outbox.command("list")
+    @click.option("--status", type=click.Choice(["queued", "sent", "failed"]))
+    def list_entries(status: str | None) -> None:
+        """One line per email: key, kind, status, attempts, last error."""
+        with open_app() as app:
+            app.outbox.fold_journal()
+            entries = app.store.find(OutboxEntry, "status", status) if status else app.store.all(OutboxEntry)
+            for e in entries:
+                click.echo(f"{e.key}\t{e.kind}\t{e.status}\t{e.attempts}\t{e.last_error}")
+
+    @outbox.command()
+    @click.argument("keys", nargs=-1)
+    @click.option("--all-failed", is_flag=True, help="Retry every failed email.")
+    def retry(keys: tuple[str, ...], all_failed: bool) -> None:
+        """Queue failed emails again (by key, or --all-failed) and send what is due."""
+        with open_app() as app:
+            app.outbox.fold_journal()
+            with app.store.transaction():
+                chosen = (
+                    app.store.find(OutboxEntry, "status", "failed")
+                    if all_failed
+                    else [e for k in keys if (e := app.store.get(OutboxEntry, k)) is not None]
+                )
+                missing = set(keys) - {e.key for e in chosen}
+                if missing:
+                    raise click.ClickException(f"no outbox entry {sorted(missing)[0]}")
+                app.outbox.requeue(chosen)
+            click.echo(f"queued again: {len(chosen)}")
+            _send(app, no_send=False)
+
+    return outbox
+
+
+def make_summary_command(open_app: OpenApp) -> click.Command:
+    @click.command()
+    @click.argument("round_id", required=False)
+    @click.option(
+        "--preview",
+        "preview_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Write the summary .eml and its PNG pictures into this folder; send nothing.",
+    )
+    @click.option("--send", is_flag=True, help="Send the summary to the organisers now.")
+    def summary(round_id: str | None, preview_dir: Path | None, send: bool) -> None:
+        """The organisers' summary of a round (default: the latest)."""
+        if bool(preview_dir) == send:
+            raise click.UsageError("give exactly one of --preview DIR or --send")
+        with open_app() as app:
+            round_id = round_id or _latest_round(app).id
+            notice = app.cycle.summarise(app.store, round_id, app.clock.now())
+            if preview_dir is not None:
+                preview_dir.mkdir(parents=True, exist_ok=True)
+                message = app.outbox.compose(notice)
+                (preview_dir / f"summary-{round_id}.eml").write_bytes(bytes(message))
+                for name, png in notice.images.items():
+                    (preview_dir / f"{name}.png").write_bytes(png)
+                click.echo(
+                    f"wrote {preview_dir / f'summary-{round_id}.eml'} and "
+                    f"{', '.join(f'{n}.png' for n in notice.images)}"
+                )
+                return
+            notice.key = f"summary:{round_id}:manual:{app.clock.now().isoformat()}"
+            with app.store.transaction():
+                app.outbox.queue_many([notice])
+            _send(app, no_send=False)
+
+    return summary
+
+
+def make_status_command(open_app: OpenApp) -> click.Command:
+    @click.command()
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    def status(as_json: bool) -> None:
+        """Members by status, the rounds, the outbox and when the next round starts."""
+        with open_app() as app:
+            now = app.clock.now()
+            app.outbox.fold_journal()
+            members = [m for m in app.store.all(Member) if not m.erased]
+            latest = max(app.store.all(Round), key=lambda r: r.ordinal, default=None)
+            info = {
+                "mode": app.config.mode,
+                "programme": app.config.programme.name,
+                "address": app.config.programme.address,
+                "members": {s.value: sum(m.status is s for m in members) for s in MemberStatus},
+                "latest_round": latest.id if latest else None,
+                "latest_round_state": latest.state.value if latest else None,
+                "next_round_on": next_round(app.calendar, now).starts_on.isoformat(),
+                "outbox": {
+                    s: app.store.count(OutboxEntry, "status", s) for s in ("queued", "sent", "failed")
+                },
+            }
+        if as_json:
+            click.echo(json.dumps(info, indent=2))
+            return
+        for key, value in info.items():
+            click.echo(f"{key}: {value}")
+
+    return status
+
+
+def _dates_for(app: App, on: datetime | None) -> RoundDates:
+    if on is None:
+        return (
+            current_round(app.calendar, app.clock.now())
+            if _current_is_open(app)
+            else next_round(app.calendar, app.clock.now())
+        )
+    return round_dates(app.calendar, on.year, on.month)
+
+
+def _current_is_open(app: App) -> bool:
+    """Whether this month's round can still start: its meeting week has not ended."""
+    now = app.clock.now()
+    dates = current_round(app.calendar, now)
+    return now.astimezone(app.calendar.zone).date() <= dates.meeting_week_end
+
+
+def _latest_round(app: App) -> Round:
+    latest = max(app.store.all(Round), key=lambda r: r.ordinal, default=None)
+    if latest is None:
+        raise click.ClickException("no round has been started yet")
+    return latest
+
+
+def _send(app: App, no_send: bool) -> None:
+    if no_send:
+        return
+    report = service.deliver_outbox(app, progress=True)
+    click.echo(f"outbox: {report}")

@@ -1,0 +1,247 @@
+"""The monthly cycle: which round steps are due now, and doing each exactly once.
+
+A round's steps, in the programme's time zone: start (pair and send the introductions), follow up after the
+meeting week, remind whoever has not answered, close before the next round starts (no reply recorded, ghosts
+paused and told), then the organisers' summary. Each step is recorded in ``Round.steps_done`` in the same
+transaction that queues its emails, and every email has an idempotency key, so running a step twice, or again
+after a crash, sends nothing twice and loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from email.utils import make_msgid
+
+from matcher import rounds
+from matcher.calendar import Calendar, RoundDates, current_round, next_round, round_dates_for_id
+from matcher.model import Group, Member, Notice, Result, Round, RoundState
+from matcher.store import Store
+
+log = logging.getLogger(__name__)
+
+QueueNotices = Callable[[list[Notice]], object]
+Summarise = Callable[[Store, str, datetime], Notice]
+TokenOf = Callable[[Store, Member, datetime], str]
+
+INTROS, FOLLOWUPS, REMINDERS, CLOSED, SUMMARY = "intros", "followups", "reminders", "closed", "summary"
+
+
+@dataclass(frozen=True)
+class CycleSettings:
+    domain: str  # for the Message-IDs of introductions
+    ghost_rounds: int = 3
+
+
+class Cycle:
+    def __init__(
+        self,
+        store: Store,
+        calendar: Calendar,
+        settings: CycleSettings,
+        *,
+        queue: QueueNotices,
+        summarise: Summarise,
+        member_token: TokenOf,
+    ) -> None:
+        self.store = store
+        self.calendar = calendar
+        self.settings = settings
+        self.queue = queue
+        self.summarise = summarise
+        self.member_token = member_token
+
+    # -- what is due
+
+    def run_due(self, now: datetime) -> list[str]:
+        """Do every step that is due at ``now``; return what was done, e.g. ["2026-12 intros"]."""
+        done: list[str] = []
+        today = now.astimezone(self.calendar.zone).date()
+        done += self.resume_ended_pauses(today, now)
+        for stored in self._open_rounds():
+            dates = round_dates_for_id(self.calendar, stored.id)
+            if now >= dates.closes_at:
+                done += self.close(stored.id, now)
+        for stored in self._closed_without_summary():
+            done += self.send_summary(stored.id, now)
+        dates = current_round(self.calendar, now)
+        if self.store.get(Round, dates.round_id) is None and today <= dates.meeting_week_end:
+            done += self.start(dates, now)
+        for stored in self._open_rounds():
+            dates = round_dates_for_id(self.calendar, stored.id)
+            if now >= dates.followup_at:
+                done += self.send_followups(stored.id, now)
+            if dates.reminder_at is not None and now >= dates.reminder_at:
+                done += self.send_reminders(stored.id, now)
+        return done
+
+    def _open_rounds(self) -> list[Round]:
+        return sorted(
+            (r for r in self.store.all(Round) if r.state is RoundState.STARTED), key=lambda r: r.ordinal
+        )
+
+    def _closed_without_summary(self) -> list[Round]:
+        return [
+            r for r in self.store.all(Round) if r.state is RoundState.CLOSED and SUMMARY not in r.steps_done
+        ]
+
+    # -- the steps
+
+    def start(self, dates: RoundDates, now: datetime, *, seed: int | None = None) -> list[str]:
+        """Start the round (pairing) and queue one introduction per group."""
+        with self.store.transaction():
+            started = rounds.start_round(self.store, dates, now, seed=seed)
+            if INTROS in started.steps_done:
+                return []
+            notices = []
+            for group in rounds.groups_of_round(self.store, started.id):
+                notice = self._intro(group, dates)
+                group.intro_message_id = notice.message_id
+                self.store.put(group)
+                notices.append(notice)
+            self.queue(notices)
+            self._mark(started, INTROS)
+        log.info("round %s started: %d groups introduced", started.id, len(notices))
+        return [f"{started.id} {INTROS}"]
+
+    def send_followups(self, round_id: str, now: datetime) -> list[str]:
+        return self._ask(round_id, now, step=FOLLOWUPS, kind="followup")
+
+    def send_reminders(self, round_id: str, now: datetime) -> list[str]:
+        return self._ask(round_id, now, step=REMINDERS, kind="reminder")
+
+    def _ask(self, round_id: str, now: datetime, *, step: str, kind: str) -> list[str]:
+        """Ask each member of each group whether they met (the reminder: only those who have not said)."""
+        with self.store.transaction():
+            stored = self._round(round_id)
+            if step in stored.steps_done or stored.state is not RoundState.STARTED:
+                return []
+            dates = round_dates_for_id(self.calendar, round_id)
+            notices = []
+            for group in rounds.groups_of_round(self.store, round_id):
+                if kind == "reminder" and group.result() in (Result.MET, Result.MISSED):
+                    continue
+                members = rounds.members_of(self.store, group.members)
+                for member in members:
+                    if not member.address or member.id in group.outcomes:
+                        continue
+                    partners = [m.display_name for m in members if m.id != member.id]
+                    notices.append(self._ask_one(kind, group, member, partners, dates, now))
+            self.queue(notices)
+            self._mark(stored, step)
+        log.info("round %s: %d %s emails queued", round_id, len(notices), kind)
+        return [f"{round_id} {step}"]
+
+    def close(self, round_id: str, now: datetime) -> list[str]:
+        """Close the round: silence becomes "no reply"; ghosts are paused and told."""
+        with self.store.transaction():
+            stored = self._round(round_id)
+            if CLOSED in stored.steps_done:
+                return []
+            report = rounds.close_round(self.store, round_id, now, ghost_rounds=self.settings.ghost_rounds)
+            self.queue(
+                [
+                    Notice(
+                        kind="ghost",
+                        to=[ghost.address],
+                        values={"name": ghost.display_name, "rounds": self.settings.ghost_rounds},
+                        key=f"ghost:{round_id}:{ghost.id}",
+                        unsubscribe_token=self.member_token(self.store, ghost, now),
+                    )
+                    for ghost in report.ghosts
+                    if ghost.address
+                ]
+            )
+            self._mark(self._round(round_id), CLOSED)
+        log.info(
+            "round %s closed: %d met, %d missed, %d no reply, %d ghosts paused",
+            round_id,
+            report.met,
+            report.missed,
+            report.no_reply,
+            len(report.ghosts),
+        )
+        return [f"{round_id} {CLOSED}"]
+
+    def send_summary(self, round_id: str, now: datetime) -> list[str]:
+        with self.store.transaction():
+            stored = self._round(round_id)
+            if SUMMARY in stored.steps_done:
+                return []
+            self.queue([self.summarise(self.store, round_id, now)])
+            self._mark(stored, SUMMARY)
+        log.info("round %s: summary queued for the organisers", round_id)
+        return [f"{round_id} {SUMMARY}"]
+
+    def resume_ended_pauses(self, today: date, now: datetime) -> list[str]:
+        with self.store.transaction():
+            resumed = rounds.resume_due_pauses(self.store, today)
+            upcoming = next_round(self.calendar, now).starts_on
+            self.queue(
+                [
+                    Notice(
+                        kind="resumed",
+                        to=[m.address],
+                        values={"name": m.display_name, "next_round_on": upcoming},
+                        key=f"resumed:{m.id}:{today.isoformat()}",
+                        unsubscribe_token=self.member_token(self.store, m, now),
+                    )
+                    for m in resumed
+                    if m.address
+                ]
+            )
+        return [f"resumed {m.id}" for m in resumed]
+
+    # -- building the emails
+
+    def _intro(self, group: Group, dates: RoundDates) -> Notice:
+        members = rounds.members_of(self.store, group.members)
+        addresses = [m.address for m in members if m.address]
+        host = next((m for m in members if m.id == group.host), members[0])
+        return Notice(
+            kind="intro",
+            to=addresses,
+            reply_to=addresses,
+            values={
+                "round_id": dates.round_id,
+                "members": [{"name": m.display_name, "org": m.org, "about": m.about} for m in members],
+                "host": host.display_name,
+                "meeting_week_start": dates.meeting_week_start,
+                "meeting_week_end": dates.meeting_week_end,
+                "followup_on": dates.followup_on,
+            },
+            key=f"intro:{group.key}",
+            message_id=make_msgid(domain=self.settings.domain).strip("<>"),
+        )
+
+    def _ask_one(
+        self, kind: str, group: Group, member: Member, partners: list[str], dates: RoundDates, now: datetime
+    ) -> Notice:
+        thread = [group.intro_message_id] if group.intro_message_id else []
+        return Notice(
+            kind=kind,
+            to=[member.address],
+            values={
+                "name": member.display_name,
+                "partners": partners,
+                "round_id": group.round_id,
+                "meeting_week_start": dates.meeting_week_start,
+                "meeting_week_end": dates.meeting_week_end,
+            },
+            key=f"{kind}:{group.key}:{member.id}",
+            in_reply_to=group.intro_message_id,
+            references=thread,
+            unsubscribe_token=self.member_token(self.store, member, now),
+        )
+
+    def _round(self, round_id: str) -> Round:
+        stored = self.store.get(Round, round_id)
+        if stored is None:
+            raise rounds.UnknownRound(f"no round {round_id}")
+        return stored
+
+    def _mark(self, stored: Round, step: str) -> None:
+        stored.steps_done = [*stored.steps_done, step]
+        self.store.put(stored)

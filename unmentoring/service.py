@@ -1,0 +1,125 @@
+"""One pass of the service: read the inbox, run the round steps that are due, deliver the outbox.
+
+`unmentoring tick` runs exactly this once; `unmentoring run` runs its parts on a schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from inbox.process import process_source
+
+from inbox.sources.base import Incoming, Source
+from matcher.members import find_member, record_bounce
+from matcher.model import Notice
+from unmentoring.app import App
+
+log = logging.getLogger(__name__)
+
+ShouldStop = Callable[[], bool]
+
+
+def never() -> bool:
+    return False
+
+
+@dataclass
+class TickReport:
+    inbox: object = None
+    steps: list[str] = field(default_factory=list)
+    delivery: object = None
+
+
+class StoppableSource:
+    """A Source that stops yielding once asked to stop: the message in hand is finished, none is started."""
+
+    def __init__(self, source: Source, should_stop: ShouldStop) -> None:
+        self._source = source
+        self._should_stop = should_stop
+
+    def fetch_new(self) -> Iterator[Incoming]:
+        for incoming in self._source.fetch_new():
+            if self._should_stop():
+                return
+            yield incoming
+
+    def mark_processed(self, ref: str) -> None:
+        self._source.mark_processed(ref)
+
+    def quarantine(self, ref: str) -> None:
+        self._source.quarantine(ref)
+
+    def close(self) -> None:
+        self._source.close()
+
+
+def poll_inbox(app: App, source: Source, should_stop: ShouldStop = never):  # noqa: ANN201 - PollReport
+    report = process_source(
+        StoppableSource(source, should_stop), app.store, app.processor, app.outbox.queue_many, log
+    )
+    return report
+
+
+def run_cycle(app: App) -> list[str]:
+    steps = app.cycle.run_due(app.clock.now())
+    for step in steps:
+        log.info("step done: %s", step)
+    return steps
+
+
+def deliver_outbox(app: App, *, progress: bool = False, should_stop: ShouldStop = never):  # noqa: ANN201
+    """Send what is due; a permanent refusal counts as a bounce against that member's address."""
+    sender = app.smtp_sender()
+    try:
+        report = app.outbox.deliver_pending(sender, progress=progress, should_stop=should_stop)
+    finally:
+        sender.close()
+    if report.bounced:
+        record_refusals(app, report.bounced)
+    return report
+
+
+def record_refusals(app: App, refused: list[tuple[str, str]]) -> None:
+    threshold = app.config.limits.bounce_threshold
+    notices: list[Notice] = []
+    with app.store.transaction():
+        for address, reason in refused:
+            member = find_member(app.store, address)
+            if member is None:
+                continue
+            member, disabled = record_bounce(app.store, member, threshold)
+            log.warning("refused by the mail server for a member (%s): %s", member.id, reason)
+            if disabled:
+                today = app.clock.now().date().isoformat()
+                notices.append(
+                    Notice(
+                        kind="bounce_disabled",
+                        to=list(app.config.programme.organisers),
+                        values={
+                            "address": address,
+                            "name": member.display_name,
+                            "score": member.bounce_score,
+                        },
+                        key=f"bounce_disabled:{member.id}:{today}",
+                    )
+                )
+        app.outbox.queue_many(notices)
+
+
+def tick(app: App, source: Source | None = None, *, should_stop: ShouldStop = never) -> TickReport:
+    """One full pass, in the order that makes a fresh reply count before the round steps run."""
+    report = TickReport()
+    owned = source is None
+    source = source or app.inbound_source()
+    try:
+        report.inbox = poll_inbox(app, source, should_stop)
+    finally:
+        if owned:
+            source.close()
+    if should_stop():
+        return report
+    report.steps = run_cycle(app)
+    report.delivery = deliver_outbox(app, should_stop=should_stop)
+    return report
