@@ -7,16 +7,15 @@ from datetime import datetime, time
 from pathlib import Path
 
 from inbox.process import Processor
-from mailer.outbox import Outbox
-from mailer.smtp import SmtpSender
-from mailer.summary import build_summary
-
 from inbox.settings import InboxSettings
 from inbox.sources.base import Source
 from inbox.sources.imap import ImapSettings, ImapSource
 from inbox.sources.maildir import MaildirSource
+from mailer.outbox import Outbox
 from mailer.render import Renderer
 from mailer.settings import MailSettings, mail_settings_from_config
+from mailer.smtp import SmtpSender
+from mailer.summary import build_summary
 from matcher import tokens
 from matcher.calendar import Calendar, next_round
 from matcher.clock import Clock, SystemClock

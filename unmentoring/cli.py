@@ -11,9 +11,9 @@ import threading
 from typing import BinaryIO
 
 import click
-from inbox.lmtp import LmtpServer
 
 from inbox.explain import explain as explain_message
+from inbox.lmtp import LmtpServer
 from matcher.store import StoreCorrupt, StoreError, StoreLocked
 from unmentoring import daemon, service
 from unmentoring.app import App

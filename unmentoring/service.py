@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from inbox.process import process_source
-
 from inbox.sources.base import Incoming, Source
 from matcher.members import find_member, record_bounce
 from matcher.model import Notice
