@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import BinaryIO
 
 import click
@@ -25,6 +26,7 @@ from unmentoring.cli_rounds import (
     make_summary_command,
 )
 from unmentoring.config import Config, ConfigError, find_config_path, load_config
+from unmentoring.demo import new_demo_dir, run_demo
 from unmentoring.sandbox import SandboxServer, banner
 from unmentoring.sandbox_cli import make_sandbox_group
 
@@ -143,6 +145,22 @@ def explain(context: Context, message: BinaryIO) -> None:
     config = context.config
     own = [config.programme.address]
     click.echo(json.dumps(explain_message(message.read(), own_addresses=own), indent=2, ensure_ascii=False))
+
+
+@main.command()
+@click.option("--people", type=click.IntRange(2, 200), default=30, show_default=True)
+@click.option("--rounds", type=click.IntRange(1, 12), default=2, show_default=True)
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to keep the demo's data (default: a fresh temp folder).")
+def demo(people: int, rounds: int, folder: Path | None) -> None:
+    """Simulate a small programme on the sandbox in seconds: joins, rounds, replies, a summary."""
+    folder = folder or new_demo_dir()
+    click.echo(f"demo data in {folder}")
+    summary = run_demo(folder, people=people, rounds=rounds, say=click.echo)
+    click.echo(f"summary email : {summary / 'summary.eml'}")
+    for png in sorted(summary.glob("*.png")):
+        click.echo(f"picture       : {png}")
+    click.echo(f"everyone's mail (Maildirs): {folder / 'sandbox' / 'mailboxes'}")
 
 
 def open_app() -> App:
