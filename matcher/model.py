@@ -9,6 +9,7 @@ read a newer file's known fields (migrations handle the rest, see matcher.store)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -40,17 +41,18 @@ class Record:
     """Conversion between a dataclass and the dict the store holds."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _dump(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {name: _dump(getattr(self, name)) for name, _ in _fields(type(self))}
 
     @classmethod
     def from_dict(cls, data: typing.Mapping[str, Any]) -> Self:
-        hints = typing.get_type_hints(cls)
-        kwargs = {
-            f.name: _load(hints[f.name], data[f.name])
-            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-            if f.name in data
-        }
-        return cls(**kwargs)
+        return cls(**{name: _load(hint, data[name]) for name, hint in _fields(cls) if name in data})
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, Any], ...]:
+    """(name, type hint) of a record's fields; resolving hints is slow, and every store read needs them."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
 
 
 def _dump(value: Any) -> Any:

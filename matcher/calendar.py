@@ -1,0 +1,177 @@
+"""The programme calendar: when each monthly round starts, meets, is followed up and closes.
+
+Pure date arithmetic. Every instant is computed from a local wall-clock time in the programme's
+zone and returned in UTC, so "09:00 in Europe/London" is 08:00 UTC in summer and 09:00 UTC in
+winter.
+
+Wall-clock times that do not exist (the hour skipped when clocks go forward) or exist twice (the
+hour repeated when they go back) follow Python's ``fold=0`` rule: the offset in force *before* the
+change. A 01:30 start on the night clocks go forward therefore happens at 02:30 local time, once; on
+the night they go back it happens at the first 01:30.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+DAYS_IN_WEEK = 7
+
+
+@dataclass(frozen=True)
+class Calendar:
+    zone: ZoneInfo
+    which: int                # 0 = first ... 3 = fourth, -1 = last (config.parse_cadence)
+    weekday: int              # 0 = Monday
+    start_time: time          # local time the round starts
+    meeting_week: int         # 1 = the week starting on the start day, 2 = the week after...
+    followup_weekday: int     # follow-up on the first such weekday after the meeting week ends
+    reminder_after_days: int  # 0 = no reminder
+
+    def __post_init__(self) -> None:
+        # Checked here as well as in the config so that a bad calendar fails when it is built, with
+        # the field named, rather than as an odd date months later.
+        if self.which not in (-1, 0, 1, 2, 3):
+            raise ValueError(f"Calendar.which: expected 0..3 or -1 (last), got {self.which!r}")
+        for name in ("weekday", "followup_weekday"):
+            value = getattr(self, name)
+            if value not in range(DAYS_IN_WEEK):
+                raise ValueError(
+                    f"Calendar.{name}: expected 0 (Monday) .. 6 (Sunday), got {value!r}"
+                )
+        if self.meeting_week < 1:
+            raise ValueError(
+                f"Calendar.meeting_week: expected 1 or more, got {self.meeting_week!r}"
+            )
+        if self.reminder_after_days < 0:
+            raise ValueError(
+                "Calendar.reminder_after_days: expected 0 (never) or more, "
+                f"got {self.reminder_after_days!r}"
+            )
+        if self.start_time.tzinfo is not None:
+            raise ValueError("Calendar.start_time: expected a local wall-clock time without a zone")
+
+
+@dataclass(frozen=True)
+class RoundDates:
+    round_id: str             # "2026-12"
+    ordinal: int              # year*12 + month - 1
+    starts_at: datetime       # aware, UTC
+    starts_on: date           # local date
+    meeting_week_start: date
+    meeting_week_end: date
+    followup_at: datetime     # aware UTC, at start_time local on the follow-up day
+    reminder_at: datetime | None
+    closes_at: datetime       # the next round's starts_at (closing runs just before it starts)
+    followup_on: date         # local date of followup_at (its UTC date may differ near midnight)
+
+
+def round_id_of(year: int, month: int) -> str:
+    return f"{year:04d}-{month:02d}"
+
+
+def ordinal_of(year: int, month: int) -> int:
+    return year * 12 + month - 1
+
+
+def parse_round_id(round_id: str) -> tuple[int, int]:
+    """ "2026-12" -> (2026, 12); a clear ValueError for anything else."""
+    try:
+        year_text, month_text = round_id.split("-")
+        year, month = int(year_text), int(month_text)
+    except ValueError:
+        raise ValueError(f"not a round id (expected YYYY-MM): {round_id!r}") from None
+    if not (1 <= month <= 12 and 1 <= year <= 9999):
+        raise ValueError(f"not a round id (expected YYYY-MM): {round_id!r}")
+    return year, month
+
+
+def start_day(calendar: Calendar, year: int, month: int) -> date:
+    """The local date of the month's round, e.g. the first Monday or the last Friday."""
+    if calendar.which == -1:
+        last = _first_of_next_month(year, month) - timedelta(days=1)
+        return last - timedelta(days=(last.weekday() - calendar.weekday) % DAYS_IN_WEEK)
+    first = date(year, month, 1)
+    first_match = first + timedelta(days=(calendar.weekday - first.weekday()) % DAYS_IN_WEEK)
+    return first_match + timedelta(weeks=calendar.which)
+
+
+def round_dates(calendar: Calendar, year: int, month: int) -> RoundDates:
+    starts_on = start_day(calendar, year, month)
+    meeting_week_start = starts_on + timedelta(weeks=calendar.meeting_week - 1)
+    meeting_week_end = meeting_week_start + timedelta(days=DAYS_IN_WEEK - 1)
+    # "after the meeting week ends": the earliest matching day strictly after its last day.
+    followup_on = meeting_week_end + timedelta(
+        days=(calendar.followup_weekday - meeting_week_end.weekday() - 1) % DAYS_IN_WEEK + 1
+    )
+    next_year, next_month = _month_after(year, month)
+    closes_at = _at_start_time(calendar, start_day(calendar, next_year, next_month))
+    reminder_at = None
+    if calendar.reminder_after_days:
+        reminder_on = followup_on + timedelta(days=calendar.reminder_after_days)
+        reminder_at = _at_start_time(calendar, reminder_on)
+        if reminder_at >= closes_at:
+            # A reminder after the round has closed would ask about an answer we no longer take.
+            reminder_at = None
+    return RoundDates(
+        round_id=round_id_of(year, month),
+        ordinal=ordinal_of(year, month),
+        starts_at=_at_start_time(calendar, starts_on),
+        starts_on=starts_on,
+        meeting_week_start=meeting_week_start,
+        meeting_week_end=meeting_week_end,
+        followup_at=_at_start_time(calendar, followup_on),
+        reminder_at=reminder_at,
+        closes_at=closes_at,
+        followup_on=followup_on,
+    )
+
+
+def round_dates_for_id(calendar: Calendar, round_id: str) -> RoundDates:
+    """The dates of a stored round, from its id."""
+    return round_dates(calendar, *parse_round_id(round_id))
+
+
+def current_round(calendar: Calendar, now: datetime) -> RoundDates:
+    """The latest round whose ``starts_at <= now``."""
+    _require_aware(now, "current_round")
+    local = now.astimezone(calendar.zone)
+    dates = round_dates(calendar, local.year, local.month)
+    if dates.starts_at <= now:
+        return dates
+    return round_dates(calendar, *_month_before(local.year, local.month))
+
+
+def next_round(calendar: Calendar, now: datetime) -> RoundDates:
+    """The first round whose ``starts_at > now``."""
+    _require_aware(now, "next_round")
+    local = now.astimezone(calendar.zone)
+    dates = round_dates(calendar, local.year, local.month)
+    if dates.starts_at > now:
+        return dates
+    return round_dates(calendar, *_month_after(local.year, local.month))
+
+
+def _at_start_time(calendar: Calendar, day: date) -> datetime:
+    local = datetime.combine(day, calendar.start_time, tzinfo=calendar.zone)
+    return local.astimezone(UTC)
+
+
+def _require_aware(now: datetime, caller: str) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(
+            f"{caller}: expected a timezone-aware datetime, got naive {now.isoformat()}"
+        )
+
+
+def _month_after(year: int, month: int) -> tuple[int, int]:
+    return (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+def _month_before(year: int, month: int) -> tuple[int, int]:
+    return (year - 1, 12) if month == 1 else (year, month - 1)
+
+
+def _first_of_next_month(year: int, month: int) -> date:
+    return date(*_month_after(year, month), 1)
