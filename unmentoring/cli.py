@@ -117,7 +117,7 @@ def run(context: Context, poll_seconds: int | None) -> None:
             click.echo(f"LMTP server listening on {config.lmtp.listen} for {config.programme.address}")
         source = app.inbound_source()
         stack.callback(source.close)
-        interval = poll_seconds or (config.imap.poll_seconds if config.imap else 5)
+        interval = poll_seconds or (config.imap.poll_seconds if config.imap else 1)
         click.echo(f"unmentoring running ({config.mode} mode, data in {config.data_dir}); Ctrl-C stops it")
         code = daemon.run_forever(app, source, stop, poll_seconds=interval)
     sys.exit(code)
