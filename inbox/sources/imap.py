@@ -1,0 +1,426 @@
+"""Inbound mail from an IMAP folder (production).
+
+Messages are identified by UIDVALIDITY:UID, read with BODY.PEEK[] (no \\Seen flag) and, once
+the store has committed what they meant, moved to a "processed" folder. The caller persists
+`state` (UIDVALIDITY and the highest UID below which everything is done) so a restart does
+not rescan, and a changed UIDVALIDITY triggers a full rescan (the processor dedups by
+Message-ID). Dropped connections are re-established with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from imapclient import DELETED, IMAPClient, SocketTimeout
+from imapclient.exceptions import CapabilityError, LoginError
+
+from inbox.sources.base import Incoming, SourceError
+
+log = logging.getLogger(__name__)
+
+SECURITY_MODES = ("ssl", "starttls", "none")
+AUTH_MODES = ("login", "xoauth2")
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+FETCH_BATCH = 50
+BACKOFF_FIRST = 1.0  # seconds; doubled after each failed attempt
+BACKOFF_MAX = 60.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int = 993
+    security: str = "ssl"  # "ssl" (implicit TLS) | "starttls" | "none" (127.0.0.1/localhost only)
+    username: str = ""
+    password: str = field(default="", repr=False)  # the secret itself; never logged
+    auth: str = "login"  # "login" | "xoauth2" (password is then the OAuth2 access token)
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    quarantine_folder: str = "Quarantine"
+    timeout: float = 30.0  # connect and read timeout, seconds
+    ca_file: str | None = None  # extra CA bundle; verification is always on for TLS
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("IMAP host is empty")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"IMAP port {self.port} is not a TCP port")
+        if self.security not in SECURITY_MODES:
+            raise ValueError(f"IMAP security {self.security!r} is not one of {', '.join(SECURITY_MODES)}")
+        if self.security == "none" and self.host.lower() not in LOCAL_HOSTS:
+            raise ValueError(
+                f"IMAP security 'none' would send the password in clear to {self.host}; "
+                "it is only allowed for 127.0.0.1/localhost"
+            )
+        if self.auth not in AUTH_MODES:
+            raise ValueError(f"IMAP auth {self.auth!r} is not one of {', '.join(AUTH_MODES)}")
+        if not self.username:
+            raise ValueError(f"IMAP username for {self.host} is empty")
+        if not self.timeout > 0:
+            raise ValueError(f"IMAP timeout must be positive, not {self.timeout}")
+        folders = (self.folder, self.processed_folder, self.quarantine_folder)
+        if not all(folders):
+            raise ValueError("IMAP folder names must not be empty")
+        if len(set(folders)) != 3:
+            raise ValueError("the IMAP folder, processed folder and quarantine folder must all differ")
+
+    @property
+    def state_key(self) -> str:
+        return f"imap:{self.username}@{self.host}/{self.folder}"
+
+
+class ImapError(SourceError):
+    """An IMAP failure, naming the server and the user (never the password)."""
+
+    def __init__(self, settings: ImapSettings, problem: str) -> None:
+        if len(settings.password) >= 4:  # shorter ones would mangle ordinary words
+            problem = problem.replace(settings.password, "***")
+        self.host = settings.host
+        self.port = settings.port
+        self.user = settings.username
+        super().__init__(f"IMAP {settings.username} at {settings.host}:{settings.port}: {problem}")
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based)."""
+    return min(BACKOFF_FIRST * 2 ** (attempt - 1), BACKOFF_MAX)
+
+
+class ImapSource:
+    def __init__(
+        self,
+        settings: ImapSettings,
+        state: MutableMapping[str, Any],
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        max_attempts: int = 5,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+        self._settings = settings
+        self._state = state
+        self._sleep = sleep
+        self._max_attempts = max_attempts
+        self._client: IMAPClient | None = None
+        self._selected_uidvalidity: int | None = None
+        self._known_folders: set[str] = set()
+        # UIDs found by the latest scan, in order, and those since moved: the stored last_uid
+        # only advances over a done prefix, so a message that failed is fetched again.
+        self._outstanding: deque[int] = deque()
+        self._pending: set[int] = set()  # the outstanding UIDs not yet done, for lookups
+        self._done: set[int] = set()
+        self._scan_max = 0
+        self._selected_uidnext = 0
+
+    # -- the Source protocol -----------------------------------------------------------------
+
+    def fetch_new(self) -> Iterator[Incoming]:
+        uids, uidvalidity = self._with_retry("search for new messages", self._search_new)
+        self._outstanding = deque(uids)
+        self._pending = set(uids)
+        self._done = set()
+        for start in range(0, len(uids), FETCH_BATCH):
+            batch = uids[start : start + FETCH_BATCH]
+            fetched, current = self._with_retry(
+                f"fetch of {len(batch)} messages", lambda c, v, b=batch: (_fetch(c, b), v)
+            )
+            if current != uidvalidity:
+                log.warning(
+                    "IMAP %s: UIDVALIDITY changed during a fetch; the next fetch rescans",
+                    self._settings.state_key,
+                )
+                return
+            for uid in batch:
+                raw = fetched.get(uid)
+                if raw is None:  # expunged by another client meanwhile
+                    continue
+                yield Incoming(ref=f"{uidvalidity}:{uid}", raw=raw)
+
+    def mark_processed(self, ref: str) -> None:
+        self._move(ref, self._settings.processed_folder)
+
+    def quarantine(self, ref: str) -> None:
+        self._move(ref, self._settings.quarantine_folder)
+
+    def close(self) -> None:
+        self._drop_connection(polite=True)
+
+    def __enter__(self) -> ImapSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _load_state(self) -> tuple[int | None, int]:
+        entry = self._state.get(self._settings.state_key)
+        if not isinstance(entry, dict):
+            return None, 0
+        uidvalidity, last_uid = entry.get("uidvalidity"), entry.get("last_uid", 0)
+        if not isinstance(uidvalidity, int) or not isinstance(last_uid, int) or last_uid < 0:
+            log.warning("IMAP %s: unusable saved state, rescanning", self._settings.state_key)
+            return None, 0
+        return uidvalidity, last_uid
+
+    def _save_state(self, uidvalidity: int, last_uid: int) -> None:
+        # A fresh dict each time: the caller may persist on assignment only.
+        self._state[self._settings.state_key] = {"uidvalidity": uidvalidity, "last_uid": last_uid}
+
+    def _mark_done(self, uid: int) -> None:
+        if uid not in self._pending:
+            return  # from an older scan: the current one never saw it, nothing to advance
+        self._pending.discard(uid)
+        self._done.add(uid)
+        while self._outstanding and self._outstanding[0] in self._done:
+            self._done.discard(self._outstanding.popleft())
+        # UIDs only grow, so every UID below the first outstanding one that the scan did not
+        # find had already left the folder: the stored mark may pass over it.
+        done_up_to = self._outstanding[0] - 1 if self._outstanding else self._scan_max
+        if self._selected_uidvalidity is not None:
+            stored_uidvalidity, last_uid = self._load_state()
+            if stored_uidvalidity == self._selected_uidvalidity and done_up_to > last_uid:
+                self._save_state(stored_uidvalidity, done_up_to)
+
+    # -- operations (run inside _with_retry) -------------------------------------------------
+
+    def _search_new(self, client: IMAPClient, uidvalidity: int) -> tuple[list[int], int]:
+        _, last_uid = self._load_state()
+        # "N:*" always matches the highest UID, even when it is below N.
+        found = client.search(["UID", f"{last_uid + 1}:*"])
+        uids = sorted(uid for uid in found if uid > last_uid)
+        # Every UID below UIDNEXT (as of SELECT, before this search) that the search did not
+        # find has left the folder; once all found ones are done the mark may pass them.
+        self._scan_max = max(uids[-1] if uids else 0, self._selected_uidnext - 1)
+        return uids, uidvalidity
+
+    def _move(self, ref: str, folder: str) -> None:
+        ref_uidvalidity, uid = _parse_ref(ref)
+
+        def move(client: IMAPClient, uidvalidity: int) -> bool:
+            if ref_uidvalidity != uidvalidity:
+                # UIDs of another UIDVALIDITY name other messages now: moving would hit the
+                # wrong one. The rescan returns the message under a new ref.
+                log.warning(
+                    "IMAP %s: not moving %s, the folder's UIDVALIDITY is now %s",
+                    self._settings.state_key,
+                    ref,
+                    uidvalidity,
+                )
+                return False
+            self._ensure_folder(client, folder)
+            if self._supports_move(client):
+                client.move([uid], folder)
+            else:
+                client.copy([uid], folder)
+                client.add_flags([uid], [DELETED], silent=True)
+                if client.has_capability("UIDPLUS"):
+                    client.uid_expunge([uid])
+                else:  # without UIDPLUS only a full EXPUNGE exists
+                    client.expunge()
+            return True
+
+        if self._with_retry(f"move of message {ref} to {folder!r}", move):
+            self._mark_done(uid)
+
+    def _supports_move(self, client: IMAPClient) -> bool:
+        return client.has_capability("MOVE")
+
+    def _ensure_folder(self, client: IMAPClient, folder: str) -> None:
+        if folder in self._known_folders:
+            return
+        if not client.folder_exists(folder):
+            try:
+                client.create_folder(folder)
+            except imaplib.IMAP4.error:
+                if not client.folder_exists(folder):  # not just created by another client
+                    raise
+            else:
+                try:
+                    client.subscribe_folder(folder)  # so mail clients show it
+                except imaplib.IMAP4.error as exc:
+                    log.info("IMAP %s: cannot subscribe %r: %s", self._settings.host, folder, exc)
+        self._known_folders.add(folder)
+
+    # -- connection --------------------------------------------------------------------------
+
+    def _with_retry(self, what: str, operation: Callable[[IMAPClient, int], T]) -> T:
+        """Run `operation(client, uidvalidity)` on a live, selected connection.
+
+        Network failures reconnect with exponential backoff; failures that a retry cannot fix
+        (login refused, certificate rejected, command refused) raise ImapError at once.
+        """
+        settings = self._settings
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                client, uidvalidity = self._ensure_selected()
+                return operation(client, uidvalidity)
+            except ssl.SSLCertVerificationError as exc:
+                self._drop_connection()
+                raise ImapError(
+                    settings, f"TLS certificate verification failed: {exc.verify_message}"
+                ) from exc
+            except LoginError as exc:
+                self._drop_connection()
+                # Not chained: the traceback would repeat the server's text unscrubbed.
+                raise ImapError(settings, f"login ({settings.auth}) refused: {_text(exc)}") from None
+            except CapabilityError as exc:
+                self._drop_connection()
+                raise ImapError(settings, f"{what}: {_text(exc)}") from exc
+            except (imaplib.IMAP4.abort, OSError) as exc:
+                self._drop_connection()
+                if attempt >= self._max_attempts:
+                    raise ImapError(
+                        settings, f"{what} failed after {attempt} attempts: {_describe(exc)}"
+                    ) from exc
+                delay = backoff_delay(attempt)
+                log.warning(
+                    "IMAP %s at %s:%d: %s failed (%s); reconnecting in %.0f s (attempt %d of %d)",
+                    settings.username,
+                    settings.host,
+                    settings.port,
+                    what,
+                    _describe(exc),
+                    delay,
+                    attempt + 1,
+                    self._max_attempts,
+                )
+                self._sleep(delay)
+            except imaplib.IMAP4.error as exc:  # the server answered NO or BAD
+                raise ImapError(settings, f"{what} refused: {_text(exc)}") from exc
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _ensure_selected(self) -> tuple[IMAPClient, int]:
+        if self._client is None:
+            self._client = self._connect()
+            self._selected_uidvalidity = None
+            self._known_folders = set()
+        if self._selected_uidvalidity is None:
+            try:
+                info = self._client.select_folder(self._settings.folder)
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error as exc:
+                raise ImapError(
+                    self._settings, f"cannot open folder {self._settings.folder!r}: {_text(exc)}"
+                ) from exc
+            uidvalidity = int(info[b"UIDVALIDITY"])
+            self._selected_uidnext = int(info.get(b"UIDNEXT", 0))
+            stored, _ = self._load_state()
+            if stored != uidvalidity:
+                if stored is not None:
+                    log.warning(
+                        "IMAP %s: UIDVALIDITY changed from %s to %s; rescanning the folder",
+                        self._settings.state_key,
+                        stored,
+                        uidvalidity,
+                    )
+                self._save_state(uidvalidity, 0)
+                self._outstanding.clear()
+                self._pending.clear()
+                self._done.clear()
+                self._scan_max = 0
+            self._selected_uidvalidity = uidvalidity
+        return self._client, self._selected_uidvalidity
+
+    def _connect(self) -> IMAPClient:
+        settings = self._settings
+        context = self._tls_context() if settings.security != "none" else None
+        client = IMAPClient(
+            settings.host,
+            port=settings.port,
+            ssl=settings.security == "ssl",
+            ssl_context=context,
+            timeout=SocketTimeout(connect=settings.timeout, read=settings.timeout),
+        )
+        try:
+            if settings.security == "starttls":
+                client.starttls(context)
+            if settings.auth == "xoauth2":
+                client.oauth2_login(settings.username, settings.password)
+            else:
+                client.login(settings.username, settings.password)
+        except BaseException:
+            _shutdown(client)
+            raise
+        log.info(
+            "IMAP %s connected to %s:%d (%s)",
+            settings.username,
+            settings.host,
+            settings.port,
+            settings.security,
+        )
+        return client
+
+    def _tls_context(self) -> ssl.SSLContext:
+        # The system trust store, plus the configured CA file; hostname checking stays on.
+        context = ssl.create_default_context()
+        if self._settings.ca_file:
+            try:
+                context.load_verify_locations(cafile=self._settings.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ImapError(
+                    self._settings, f"cannot load CA file {self._settings.ca_file}: {exc}"
+                ) from exc
+        return context
+
+    def _drop_connection(self, *, polite: bool = False) -> None:
+        client, self._client = self._client, None
+        self._selected_uidvalidity = None
+        if client is None:
+            return
+        if polite:
+            try:
+                client.logout()
+                return
+            except (imaplib.IMAP4.error, OSError):
+                pass
+        _shutdown(client)
+
+
+def _fetch(client: IMAPClient, uids: list[int]) -> dict[int, bytes]:
+    response = client.fetch(uids, ["BODY.PEEK[]"])
+    return {
+        uid: bytes(data[b"BODY[]"])
+        for uid, data in response.items()
+        if isinstance(data.get(b"BODY[]"), bytes | bytearray)
+    }
+
+
+def _parse_ref(ref: str) -> tuple[int, int]:
+    uidvalidity, sep, uid = ref.partition(":")
+    if not (sep and uidvalidity.isdigit() and uid.isdigit()):
+        raise ValueError(f"not an IMAP reference (UIDVALIDITY:UID): {ref!r}")
+    return int(uidvalidity), int(uid)
+
+
+def _shutdown(client: IMAPClient) -> None:
+    try:
+        client.shutdown()
+    except (imaplib.IMAP4.error, OSError):
+        pass
+
+
+def _text(exc: BaseException) -> str:
+    message = exc.args[0] if exc.args else exc
+    if isinstance(message, bytes):
+        return message.decode("utf-8", "replace")
+    text = str(message)
+    # imapclient wraps some server replies as str(bytes): "b'[AUTHENTICATIONFAILED] ...'"
+    if len(text) >= 3 and text[0] == "b" and text[1] in "'\"" and text[-1] == text[1]:
+        text = text[2:-1]
+    return text
+
+
+def _describe(exc: BaseException) -> str:
+    detail = _text(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

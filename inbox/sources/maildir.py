@@ -1,0 +1,185 @@
+"""Inbound mail from a local Maildir (the sandbox, or an MTA delivering to disk).
+
+Processed and quarantined messages are renamed into sub-folders (".Processed", ".Quarantine")
+of the same Maildir: a rename is atomic, so a message is always in exactly one place.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from inbox.sources.base import Incoming, SourceError
+
+# Delivery names start with the epoch seconds; Python and Dovecot add ".M<microseconds>".
+_NAME_TIME = re.compile(r"^(\d+)\.([^.]*)")
+_MICROS = re.compile(r"M(\d{1,6})")
+_RESERVED = {"tmp", "new", "cur"}
+
+
+class MaildirError(SourceError):
+    """A Maildir operation failed; the message names the Maildir and the key."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    key: str
+    path: Path
+    order: tuple[int, int, str]
+
+
+class MaildirSource:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        processed_folder: str = "Processed",
+        quarantine_folder: str = "Quarantine",
+    ) -> None:
+        for name in (processed_folder, quarantine_folder):
+            _check_folder_name(name)
+        if processed_folder == quarantine_folder:
+            raise ValueError("the processed and quarantine folders must differ")
+        self.path = Path(path)
+        try:
+            # mailbox.Maildir(create=True) skips tmp/new/cur when the directory already exists.
+            for sub in ("tmp", "new", "cur"):
+                (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._maildir = mailbox.Maildir(self.path, factory=None, create=True)
+        except OSError as exc:
+            raise MaildirError(f"cannot open or create Maildir {self.path}: {exc}") from exc
+        self._colon = self._maildir.colon
+        self._folder_names = {"processed": processed_folder, "quarantine": quarantine_folder}
+        self._folders: dict[str, Path] = {}
+        self._known: dict[str, Path] = {}  # key -> file, from the latest scan
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def fetch_new(self) -> Iterator[Incoming]:
+        """Messages in new/ and cur/ of the top folder, oldest delivery first.
+
+        The listing is taken when iteration starts; mail delivered meanwhile is returned by
+        the next call.
+        """
+        entries = self._scan()
+        for entry in entries:
+            raw = self._read(entry)
+            if raw is not None:
+                yield Incoming(ref=entry.key, raw=raw)
+
+    def _scan(self) -> list[_Entry]:
+        entries: list[_Entry] = []
+        for sub in ("new", "cur"):
+            directory = self.path / sub
+            try:
+                with os.scandir(directory) as listing:
+                    for item in listing:
+                        if item.name.startswith(".") or not item.is_file():
+                            continue
+                        key = item.name.split(self._colon, 1)[0]
+                        try:
+                            mtime_ns = item.stat().st_mtime_ns
+                        except FileNotFoundError:  # moved away since the listing
+                            continue
+                        entries.append(_Entry(key, Path(item.path), _delivery_order(key, mtime_ns)))
+            except OSError as exc:
+                raise MaildirError(f"cannot list {directory}: {exc}") from exc
+        entries.sort(key=lambda e: e.order)
+        self._known = {e.key: e.path for e in entries}
+        return entries
+
+    def _read(self, entry: _Entry) -> bytes | None:
+        path: Path | None = entry.path
+        # Another reader may have moved it from new/ to cur/ (renaming it) since the scan.
+        for _ in range(2):
+            if path is None:
+                return None
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                path = self._locate(entry.key, self.path, use_cache=False)
+            except OSError as exc:
+                raise MaildirError(f"cannot read message {entry.key} in {self.path}: {exc}") from exc
+        return None
+
+    # -- moving ------------------------------------------------------------------------------
+
+    def mark_processed(self, ref: str) -> None:
+        self._move(ref, "processed")
+
+    def quarantine(self, ref: str) -> None:
+        self._move(ref, "quarantine")
+
+    def _move(self, key: str, purpose: str) -> None:
+        _check_key(key)
+        target = self._folder(purpose)
+        source = self._locate(key, self.path)
+        if source is None:
+            if self._locate(key, target, use_cache=False) is not None:
+                return  # already moved (a retry after a crash between move and commit)
+            raise MaildirError(f"no message {key!r} in {self.path} to move to {target.name}")
+        info = source.name[len(key) :] or f"{self._colon}2,"  # files in cur/ carry an info part
+        try:
+            os.rename(source, target / "cur" / f"{key}{info}")
+        except OSError as exc:
+            raise MaildirError(f"cannot move message {key!r} from {self.path} to {target}: {exc}") from exc
+        self._known.pop(key, None)
+
+    def _folder(self, purpose: str) -> Path:
+        path = self._folders.get(purpose)
+        if path is None:
+            name = self._folder_names[purpose]
+            try:
+                self._maildir.add_folder(name)  # creates .Name/{tmp,new,cur} when missing
+            except OSError as exc:
+                raise MaildirError(f"cannot create folder {name!r} in {self.path}: {exc}") from exc
+            path = self.path / f".{name}"
+            self._folders[purpose] = path
+        return path
+
+    def _locate(self, key: str, maildir: Path, *, use_cache: bool = True) -> Path | None:
+        """The current file of `key` in `maildir` (new/ or cur/, any info suffix), or None."""
+        if use_cache and maildir == self.path:
+            cached = self._known.get(key)
+            if cached is not None and cached.exists():
+                return cached
+        candidate = maildir / "new" / key
+        if candidate.exists():
+            return candidate
+        prefix = key + self._colon
+        for sub in ("cur", "new"):
+            try:
+                names = os.listdir(maildir / sub)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if name == key or name.startswith(prefix):
+                    return maildir / sub / name
+        return None
+
+    def close(self) -> None:
+        self._known.clear()
+
+
+def _delivery_order(key: str, mtime_ns: int) -> tuple[int, int, str]:
+    """Sort key: delivery time in microseconds from the unique name, else the file's mtime."""
+    match = _NAME_TIME.match(key)
+    if match:
+        micros = _MICROS.search(match.group(2))
+        usec = int(micros.group(1)) if micros else 0
+        return (int(match.group(1)) * 1_000_000 + usec, mtime_ns, key)
+    return (mtime_ns // 1000, mtime_ns, key)
+
+
+def _check_folder_name(name: str) -> None:
+    if not name or "/" in name or name.startswith(".") or name in _RESERVED or "\0" in name:
+        raise ValueError(f"unusable Maildir folder name {name!r}")
+
+
+def _check_key(key: str) -> None:
+    if not key or "/" in key or key.startswith(".") or "\0" in key:
+        raise MaildirError(f"not a Maildir message key: {key!r}")
