@@ -14,7 +14,7 @@ from typing import BinaryIO
 import click
 
 from inbox.explain import explain as explain_message
-from inbox.lmtp import LmtpServer
+from inbox.lmtp import LmtpServer, MailServerStartError
 from matcher.store import StoreCorrupt, StoreError, StoreLocked
 from unmentoring import daemon, service
 from unmentoring.app import App
@@ -33,6 +33,7 @@ from unmentoring.sandbox_cli import make_sandbox_group
 EXIT_CONFIG = 2
 EXIT_LOCKED = 3
 EXIT_STORE = 4
+EXIT_SERVER = 5
 
 
 class Context:
@@ -67,6 +68,9 @@ class Group(click.Group):
         except (StoreCorrupt, StoreError) as exc:
             click.echo(f"database error: {exc}", err=True)
             sys.exit(EXIT_STORE)
+        except MailServerStartError as exc:
+            click.echo(f"cannot start: {exc}", err=True)
+            sys.exit(EXIT_SERVER)
 
 
 @click.group(cls=Group)
@@ -103,7 +107,11 @@ def run(context: Context, poll_seconds: int | None) -> None:
         app = stack.enter_context(App.open(config))
         if config.mode == "sandbox":
             server = SandboxServer(
-                config.sandbox_dir, config.programme.address, config.sandbox.host, config.sandbox.port
+                config.sandbox_dir,
+                config.programme.address,
+                config.sandbox.host,
+                config.sandbox.port,
+                max_message_bytes=config.limits.max_message_bytes,
             )
             server.start()
             stack.callback(server.stop)
@@ -111,7 +119,13 @@ def run(context: Context, poll_seconds: int | None) -> None:
         elif config.mode == "mta":
             assert config.lmtp is not None
             host, port = config.lmtp.host_port
-            lmtp = LmtpServer(app.inbox_maildir(), config.programme.address, host, port)
+            lmtp = LmtpServer(
+                app.inbox_maildir(),
+                config.programme.address,
+                host,
+                port,
+                max_message_bytes=config.limits.max_message_bytes,
+            )
             lmtp.start()
             stack.callback(lmtp.stop)
             click.echo(f"LMTP server listening on {config.lmtp.listen} for {config.programme.address}")
@@ -186,3 +200,4 @@ main.add_command(make_sandbox_group(current_config), "sandbox")
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every connection at INFO
