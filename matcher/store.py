@@ -340,6 +340,9 @@ class Store:
         return self.path.with_name(f"{self.path.name}.bak{n}")
 
     def _keep_backup(self) -> None:
+        newest = self._backup_path(1)
+        if newest.exists() and newest.read_bytes() == self.path.read_bytes():
+            return  # unchanged since the last backup: keep the older versions rather than a duplicate
         for n in range(BACKUPS_KEPT - 1, 0, -1):
             older = self._backup_path(n)
             if older.exists():

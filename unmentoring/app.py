@@ -130,7 +130,7 @@ class App:
         return self.config.sandbox_dir / "inbox"
 
     def smtp_sender(self) -> SmtpSender:
-        return SmtpSender(self.mail.smtp, self.clock)
+        return SmtpSender(self.mail.smtp, clock=self.clock)
 
 
 class StoreMeta(dict):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 import click
@@ -74,7 +76,10 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
     @click.option("--about", default="")
     def add(address: str, name: str, org: str, about: str) -> None:
         """Add an active member (who agreed elsewhere, e.g. on a sign-up form) and welcome them."""
-        row = _check_row(1, address, name, org, about)
+        try:
+            row = _check_row(1, address, name, org, about)
+        except click.BadParameter as exc:
+            raise click.ClickException(exc.message.removeprefix("line 1: ")) from None
         with open_app() as app, app.store.transaction():
             added = _add_rows(app, [row])
         click.echo(f"added {added} member" + ("" if added == 1 else "s"))
@@ -89,7 +94,7 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
         click.echo(f"{address}: left")
 
     @members.command("import")
-    @click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+    @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
     @click.option("--email-column", default="email", show_default=True)
     @click.option("--name-column", default="name", show_default=True)
     @click.option("--org-column", default="organisation", show_default=True)
@@ -108,7 +113,16 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
         Every row is checked first; if any row is bad, the bad rows are reported by line number and nothing
         is imported.
         """
-        rows, problems = read_import_rows(csv_file, email_column, name_column, org_column, about_column)
+        try:
+            text = csv_file.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ImportError_(
+                f"{csv_file}: not UTF-8 text (byte {exc.start}); save it from the spreadsheet as "
+                "'CSV UTF-8' and try again; nothing imported"
+            ) from None
+        rows, problems = read_import_rows(
+            io.StringIO(text, newline=""), email_column, name_column, org_column, about_column
+        )
         for problem in problems:
             click.echo(problem, err=True)
         if problems:

@@ -82,13 +82,11 @@ def make_round_group(open_app: OpenApp) -> click.Group:
                 click.echo(f"  group {group.number}: {result.value if result else 'open'}")
                 for m in people:
                     outcome = group.outcomes.get(m.id)
-                    said = f"{outcome.result.value}" + (
-                        f" ({outcome.reason})" if outcome and outcome.reason else ""
-                    )
+                    said = "-"
+                    if outcome is not None:
+                        said = outcome.result.value + (f" ({outcome.reason})" if outcome.reason else "")
                     host = " [host]" if m.id == group.host else ""
-                    click.echo(
-                        f"    {m.display_name} <{m.address}> {m.org}{host}: {said if outcome else '-'}"
-                    )
+                    click.echo(f"    {m.display_name} <{m.address}> {m.org}{host}: {said}")
             for member_id in stored.unpaired:
                 click.echo(f"  unpaired: {member_id}")
 

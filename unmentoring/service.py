@@ -75,8 +75,8 @@ def deliver_outbox(app: App, *, progress: bool = False, should_stop: ShouldStop 
         report = app.outbox.deliver_pending(sender, progress=progress, should_stop=should_stop)
     finally:
         sender.close()
-    if report.bounced:
-        record_refusals(app, report.bounced)
+    if report.bounces:
+        record_refusals(app, report.bounces)
     return report
 
 
