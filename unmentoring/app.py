@@ -7,7 +7,7 @@ from datetime import datetime, time
 from pathlib import Path
 
 from inbox.process import Processor
-from inbox.settings import InboxSettings
+from inbox.settings import inbox_settings_from_config
 from inbox.sources.base import Source
 from inbox.sources.imap import ImapSettings, ImapSource
 from inbox.sources.maildir import MaildirSource
@@ -64,25 +64,11 @@ class App:
             def next_round_on(now: datetime):  # noqa: ANN202 - a date
                 return next_round(calendar, now).starts_on
 
-            limits = config.limits
-            processor = Processor(
-                store,
-                clock,
-                InboxSettings(
-                    programme_address=config.programme.address,
-                    organisers=list(config.programme.organisers),
-                    replies_per_sender_per_day=limits.replies_per_sender_per_day,
-                    bounce_threshold=limits.bounce_threshold,
-                    attempts_before_quarantine=limits.attempts_before_quarantine,
-                    token_days=limits.token_days,
-                    max_message_bytes=limits.max_message_bytes,
-                    next_round_on=next_round_on,
-                ),
-            )
+            processor = Processor(store, clock, inbox_settings_from_config(config, next_round_on))
             cycle = Cycle(
                 store,
                 calendar,
-                CycleSettings(domain=config.programme.domain, ghost_rounds=limits.ghost_rounds),
+                CycleSettings(domain=config.programme.domain, ghost_rounds=config.limits.ghost_rounds),
                 queue=outbox.queue_many,
                 summarise=lambda s, round_id, now: build_summary(s, round_id, mail),
                 member_token=lambda s, member, now: tokens.member_token(s, member, now).token,

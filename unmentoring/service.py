@@ -9,10 +9,9 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from inbox.apply import count_permanent_bounces
 from inbox.process import process_source
 from inbox.sources.base import Incoming, Source
-from matcher.members import find_member, record_bounce
-from matcher.model import Notice
 from unmentoring.app import App
 
 log = logging.getLogger(__name__)
@@ -81,29 +80,13 @@ def deliver_outbox(app: App, *, progress: bool = False, should_stop: ShouldStop 
 
 
 def record_refusals(app: App, refused: list[tuple[str, str]]) -> None:
-    threshold = app.config.limits.bounce_threshold
-    notices: list[Notice] = []
+    """A permanent SMTP refusal counts against the address like a bounce message does."""
+    for _address, reason in refused:
+        log.warning("permanently refused by the mail server: %s", reason)
     with app.store.transaction():
-        for address, reason in refused:
-            member = find_member(app.store, address)
-            if member is None:
-                continue
-            member, disabled = record_bounce(app.store, member, threshold)
-            log.warning("refused by the mail server for a member (%s): %s", member.id, reason)
-            if disabled:
-                today = app.clock.now().date().isoformat()
-                notices.append(
-                    Notice(
-                        kind="bounce_disabled",
-                        to=list(app.config.programme.organisers),
-                        values={
-                            "address": address,
-                            "name": member.display_name,
-                            "score": member.bounce_score,
-                        },
-                        key=f"bounce_disabled:{member.id}:{today}",
-                    )
-                )
+        _, notices = count_permanent_bounces(
+            app.store, app.processor.settings, app.clock.now(), [address for address, _ in refused]
+        )
         app.outbox.queue_many(notices)
 
 

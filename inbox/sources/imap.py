@@ -194,6 +194,9 @@ class ImapSource:
     # -- operations (run inside _with_retry) -------------------------------------------------
 
     def _search_new(self, client: IMAPClient, uidvalidity: int) -> tuple[list[int], int]:
+        # On a connection kept open between polls, Dovecot reports newly delivered mail to SEARCH only
+        # after the client has given it a chance to announce it (any command; NOOP is the cheapest).
+        client.noop()
         _, last_uid = self._load_state()
         # "N:*" always matches the highest UID, even when it is below N.
         found = client.search(["UID", f"{last_uid + 1}:*"])
