@@ -1,0 +1,397 @@
+"""Rendering a notice into a subject, a plain-text body and an HTML body (jinja2 templates).
+
+Every kind has ``templates/<kind>.txt`` (plain text, no escaping) and ``templates/<kind>.html``
+(autoescaped), both extending a shared base that carries the footer (how to pause, how to leave).
+The subject is the ``{% block subject %}`` of the .txt template: one place, one way. Undefined names
+raise (StrictUndefined), and the values a kind needs are checked before rendering, so a caller that
+forgets one gets an error naming the template and the value instead of an email with a hole in it.
+
+The values each kind expects (``Notice.values``; dates are ``datetime.date``, names may be ""):
+
+=================  ================================================================================
+kind               values
+=================  ================================================================================
+confirm_join       name, token, expires_on
+welcome            name, next_round_on, frequency (1..3)
+already_active     name, next_round_on
+confirm_leave      name, token, expires_on
+goodbye            name
+paused             name, until (date, or None = until they say resume)
+resumed            name, next_round_on
+frequency_changed  name, frequency
+profile_updated    name, org, about
+status             name, status, org, about, frequency, pause_until (date/None), next_round_on,
+                   rounds, met
+help               reason ("" or a sentence saying what was not understood)
+not_member         command
+no_group           command
+my_data            data (a JSON-able dict)
+confirm_forget     name, token, expires_on
+forgotten          (none)
+intro              round_id, members (list of {name, org, about[, address]}), host (name),
+                   meeting_week_start, meeting_week_end, followup_on
+followup           name, partners (list of names), round_id, meeting_week_start, meeting_week_end
+reminder           name, partners, round_id
+ghost              name, rounds (int)
+bounce_disabled    address, name, score
+summary            figures (list of (label, value)), rounds (rows of id, groups, met, missed,
+                   no_reply: mappings or tuples in that order), reasons (list of str), ghosts
+                   (list of names, or mappings with name/address), disabled (likewise), images
+                   (content-ids among "growth", "network", "met_network");
+                   optional: round_id (default: the last row's id)
+=================  ================================================================================
+
+The mailer adds the programme-level values itself: ``programme`` (name, address, organisers) and
+``to`` (the recipient addresses). An intro member given with an ``address`` also names that person
+in the To header.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import jinja2
+
+from mailer.settings import MailSettings
+
+
+class RenderError(ValueError):
+    """A notice that cannot be rendered: names the template and what is wrong."""
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    required: tuple[str, ...]
+    audience: str = "member"  # member | guest | organiser: which footer the mail carries
+    optional: Mapping[str, Any] = field(default_factory=dict)
+
+
+KINDS: Mapping[str, KindSpec] = {
+    "confirm_join": KindSpec(("name", "token", "expires_on"), "guest"),
+    "welcome": KindSpec(("name", "next_round_on", "frequency")),
+    "already_active": KindSpec(("name", "next_round_on")),
+    "confirm_leave": KindSpec(("name", "token", "expires_on")),
+    "goodbye": KindSpec(("name",), "guest"),
+    "paused": KindSpec(("name", "until")),
+    "resumed": KindSpec(("name", "next_round_on")),
+    "frequency_changed": KindSpec(("name", "frequency")),
+    "profile_updated": KindSpec(("name", "org", "about")),
+    "status": KindSpec(
+        (
+            "name",
+            "status",
+            "org",
+            "about",
+            "frequency",
+            "pause_until",
+            "next_round_on",
+            "rounds",
+            "met",
+        )
+    ),
+    "help": KindSpec(("reason",)),
+    "not_member": KindSpec(("command",), "guest"),
+    "no_group": KindSpec(("command",)),
+    "my_data": KindSpec(("data",)),
+    "confirm_forget": KindSpec(("name", "token", "expires_on")),
+    "forgotten": KindSpec((), "guest"),
+    "intro": KindSpec(
+        ("round_id", "members", "host", "meeting_week_start", "meeting_week_end", "followup_on")
+    ),
+    "followup": KindSpec(
+        ("name", "partners", "round_id", "meeting_week_start", "meeting_week_end")
+    ),
+    "reminder": KindSpec(("name", "partners", "round_id")),
+    "ghost": KindSpec(("name", "rounds")),
+    "bounce_disabled": KindSpec(("address", "name", "score"), "organiser"),
+    "summary": KindSpec(
+        ("figures", "rounds", "reasons", "ghosts", "disabled", "images"),
+        "organiser",
+        {"round_id": None},
+    ),
+}
+
+LIST_VALUES: Mapping[str, tuple[str, ...]] = {
+    "followup": ("partners",),
+    "reminder": ("partners",),
+    "summary": ("figures", "rounds", "reasons", "ghosts", "disabled", "images"),
+}
+ROUND_COLUMNS = ("id", "groups", "met", "missed", "no_reply")
+IMAGE_CAPTIONS = {
+    "growth": "Members over time",
+    "network": "This round: who met (green), who missed (red), no reply (grey)",
+    "met_network": "Everyone who has met someone so far",
+}
+WRAP_WIDTH = 76
+_NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class Renderer:
+    """Renders notices with the templates in ``settings.templates_dir``, compiled once."""
+
+    def __init__(self, settings: MailSettings) -> None:
+        self.settings = settings
+        loader = jinja2.FileSystemLoader(str(settings.templates_dir))
+        common = dict(
+            loader=loader,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            auto_reload=False,
+        )
+        self._text = jinja2.Environment(autoescape=False, **common)  # plain text: nothing to escape
+        self._html = jinja2.Environment(autoescape=True, **common)
+        for env in (self._text, self._html):
+            env.filters.update(FILTERS)
+        self._programme = {
+            "name": settings.programme_name,
+            "address": settings.programme_address,
+            "organisers": list(settings.organisers),
+        }
+
+    def render(self, kind: str, values: Mapping[str, Any], *, to: Sequence[str] = ()) -> Rendered:
+        spec = KINDS.get(kind)
+        if spec is None:
+            raise RenderError(
+                f"unknown notice kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}"
+            )
+        missing = [name for name in spec.required if name not in values]
+        if missing:
+            raise RenderError(
+                f"template {kind!r} needs value {missing[0]!r}"
+                + (f" (also missing: {', '.join(missing[1:])})" if missing[1:] else "")
+            )
+        _check_shapes(kind, values)
+        context: dict[str, Any] = {**spec.optional, **values}
+        if kind == "summary":
+            context = _prepare_summary(context)
+        elif kind == "intro":
+            context["names"] = [member["name"] for member in context["members"]]
+        context.update(programme=self._programme, to=list(to), audience=spec.audience, kind=kind)
+        text_template = self._template(self._text, f"{kind}.txt")
+        html_template = self._template(self._html, f"{kind}.html")
+        if "subject" not in text_template.blocks:
+            raise RenderError(f"template {kind}.txt defines no {{% block subject %}}")
+        name = f"{kind}.txt"
+        try:
+            subject_ctx = text_template.new_context(context)
+            subject = _one_line("".join(text_template.blocks["subject"](subject_ctx)))
+            text = text_template.render(context)
+            name = f"{kind}.html"
+            html = html_template.render(context, subject=subject)
+        except jinja2.UndefinedError as exc:
+            raise RenderError(f"template {name!r}: missing value: {exc}") from None
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise RenderError(
+                f"template {name!r}: bad value: {exc.__class__.__name__}: {exc}"
+            ) from None
+        if not subject:
+            raise RenderError(f"template {kind}.txt rendered an empty subject")
+        return Rendered(subject=subject, text=_tidy_text(text), html=html)
+
+    def _template(self, env: jinja2.Environment, name: str) -> jinja2.Template:
+        try:
+            return env.get_template(name)
+        except jinja2.TemplateNotFound:
+            raise RenderError(
+                f"template {name!r} not found in {self.settings.templates_dir}"
+            ) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"template {name!r} line {exc.lineno}: {exc.message}") from None
+
+
+# -- helpers for the templates
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        return date.fromisoformat(value)
+    raise TypeError(f"expected a date, got {type(value).__name__} {value!r}")
+
+
+def long_date(value: Any) -> str:
+    """Monday 7 December 2026."""
+    d = _as_date(value)
+    return f"{d:%A} {d.day} {d:%B %Y}"
+
+
+def short_date(value: Any) -> str:
+    """Monday 7 December."""
+    d = _as_date(value)
+    return f"{d:%A} {d.day} {d:%B}"
+
+
+def every(frequency: Any) -> str:
+    """every month / every two months / every three months."""
+    n = int(frequency)
+    return "every month" if n == 1 else f"every {_NUMBER_WORDS.get(n, str(n))} months"
+
+
+def period(frequency: Any) -> str:
+    """The time a member has for one conversation: this month / in the next two months..."""
+    n = int(frequency)
+    return "this month" if n == 1 else f"in the next {_NUMBER_WORDS.get(n, str(n))} months"
+
+
+def number_word(n: Any) -> str:
+    return _NUMBER_WORDS.get(int(n), str(n))
+
+
+def display(name: Any, fallback: str = "a fellow member") -> str:
+    """A person's name for running text; an empty name becomes a neutral phrase."""
+    text = _one_line(str(name or ""))
+    return text or fallback
+
+
+def join_names(names: Sequence[Any], fallback: str = "a fellow member") -> str:
+    """A, A and B, A, B and C."""
+    shown = [display(n, fallback) for n in names]
+    if not shown:
+        return ""
+    if len(shown) == 1:
+        return shown[0]
+    return ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def greeting(name: Any) -> str:
+    text = _one_line(str(name or ""))
+    return f"Hi {text}," if text else "Hello,"
+
+
+def pretty_json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def describe(item: Any) -> str:
+    """A ghost or disabled entry in the summary: a name, an address, or a mapping holding them."""
+    if isinstance(item, Mapping):
+        name = _one_line(str(item.get("name") or ""))
+        address = _one_line(str(item.get("address") or ""))
+        if name and address:
+            return f"{name} <{address}>"
+        return name or address or "(erased)"
+    return _one_line(str(item))
+
+
+def one_line(value: Any) -> str:
+    return _one_line(str(value))
+
+
+FILTERS = {
+    "long_date": long_date,
+    "short_date": short_date,
+    "every": every,
+    "period": period,
+    "number_word": number_word,
+    "display": display,
+    "join_names": join_names,
+    "greeting": greeting,
+    "pretty_json": pretty_json,
+    "describe": describe,
+    "one_line": one_line,
+}
+
+
+def _check_shapes(kind: str, values: Mapping[str, Any]) -> None:
+    """Nested values the templates walk into: name the exact place that is wrong."""
+    if kind == "intro":
+        members = values["members"]
+        if isinstance(members, str | bytes) or not isinstance(members, Sequence) or not members:
+            raise RenderError(
+                f"template 'intro' needs value 'members' as a non-empty list, got {members!r}"
+            )
+        for i, member in enumerate(members):
+            if not isinstance(member, Mapping):
+                raise RenderError(
+                    f"template 'intro' needs members[{i}] as a mapping, got {member!r}"
+                )
+            for key in ("name", "org", "about"):
+                if key not in member:
+                    raise RenderError(f"template 'intro' needs value 'members[{i}].{key}'")
+    for key in LIST_VALUES.get(kind, ()):
+        if key in values and (isinstance(values[key], str | bytes) or not _is_list(values[key])):
+            raise RenderError(
+                f"template {kind!r} needs value {key!r} as a list, got {values[key]!r}"
+            )
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence | set | frozenset)
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _tidy_text(text: str) -> str:
+    """Trailing spaces off, runs of blank lines collapsed, long prose lines wrapped (indented lines
+    are
+    preformatted: lists, tables, JSON)."""
+    lines = []
+    for line in text.splitlines():
+        # "-- " is the signature separator: mail clients and reply parsers drop what follows it.
+        line = line if line == "-- " else line.rstrip()
+        if len(line) > WRAP_WIDTH and not line[:1].isspace():
+            lines.extend(
+                textwrap.wrap(line, WRAP_WIDTH, break_long_words=False, break_on_hyphens=False)
+            )
+        else:
+            lines.append(line)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
+
+
+def _prepare_summary(context: dict[str, Any]) -> dict[str, Any]:
+    """Rows as mappings or tuples, figures as pairs or mappings: callers stay simple."""
+    rows = []
+    for row in context["rounds"]:
+        if isinstance(row, Mapping):
+            cells = {c: row.get(c, "") for c in ROUND_COLUMNS}
+        else:
+            cells = dict(zip(ROUND_COLUMNS, row, strict=False))
+            cells.update({c: "" for c in ROUND_COLUMNS if c not in cells})
+        cells["met_rate"] = _rate(cells["met"], cells["groups"])
+        cells["cells"] = [cells[c] for c in ROUND_COLUMNS] + [cells["met_rate"]]
+        rows.append(cells)
+    figures = []
+    for figure in context["figures"]:
+        if isinstance(figure, Mapping):
+            figures.append((str(figure.get("label", "")), figure.get("value", "")))
+        else:
+            label, value = figure
+            figures.append((str(label), value))
+    images = [str(name) for name in context["images"]]
+    round_id = context.get("round_id") or (rows[-1]["id"] if rows else "")
+    return {
+        **context,
+        "rounds": rows,
+        "figures": figures,
+        "images": [(name, IMAGE_CAPTIONS.get(name, name.replace("_", " "))) for name in images],
+        "round_id": round_id,
+        "label_width": max([len(label) for label, _ in figures] + [10]),
+    }
+
+
+def _rate(part: Any, whole: Any) -> str:
+    try:
+        p, w = int(part), int(whole)
+    except (TypeError, ValueError):
+        return "-"
+    return f"{round(100 * p / w)}%" if w > 0 else "-"

@@ -1,0 +1,139 @@
+"""What the mailer needs to know: the programme's identity and how to reach the SMTP server.
+
+Plain frozen dataclasses, checked when built so that a bad value fails at start with a message
+naming the setting, not halfway through a batch. The password is kept out of ``repr`` so it never
+reaches a log line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from pathlib import Path
+from typing import Any
+
+SECURITY_MODES = ("ssl", "starttls", "none")
+AUTH_MODES = ("login", "xoauth2")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+class SettingsError(ValueError):
+    """A mail setting that cannot work, naming the setting."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "127.0.0.1"
+    port: int = 587
+    security: str = "starttls"  # "ssl" (implicit TLS) | "starttls" | "none" (loopback only)
+    username: str = ""  # empty: no AUTH
+    # The secret (or the OAuth2 access token when auth == "xoauth2"); never in repr or logs.
+    password: str = field(default="", repr=False)
+    auth: str = "login"  # "login" | "xoauth2"
+    timeout: float = 30.0  # socket timeout, seconds
+    ca_file: str = ""  # extra CA bundle; empty = the system trust store
+    envelope_from: str = ""  # bounce address (MAIL FROM); empty = the programme address
+    per_minute: int = 0  # messages per minute; 0 = no limit
+    per_day: int = 0  # recipients per 24 hours; 0 = no limit
+
+    def __post_init__(self) -> None:
+        if self.security not in SECURITY_MODES:
+            raise SettingsError(
+                f"smtp.security: expected one of {', '.join(SECURITY_MODES)}, got {self.security!r}"
+            )
+        # Plain text on the wire only when the wire never leaves this machine (the sandbox).
+        if self.security == "none" and self.host not in LOOPBACK_HOSTS:
+            raise SettingsError(
+                "smtp.security: 'none' (no TLS) is allowed only for 127.0.0.1/localhost, "
+                f"not {self.host!r}"
+            )
+        if self.auth not in AUTH_MODES:
+            raise SettingsError(
+                f"smtp.auth: expected one of {', '.join(AUTH_MODES)}, got {self.auth!r}"
+            )
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"smtp.port: expected a port number, got {self.port}")
+        if self.timeout <= 0:
+            raise SettingsError(
+                f"smtp.timeout: expected a positive number of seconds, got {self.timeout}"
+            )
+        if self.per_minute < 0 or self.per_day < 0:
+            raise SettingsError("smtp.per_minute / smtp.per_day: expected 0 (no limit) or more")
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    programme_name: str
+    programme_address: str
+    organisers: list[str]
+    list_id: str
+    smtp: SmtpSettings
+    templates_dir: Path = DEFAULT_TEMPLATES_DIR
+
+    def __post_init__(self) -> None:
+        try:
+            Address(addr_spec=self.programme_address)
+        except (ValueError, IndexError) as exc:
+            raise SettingsError(
+                f"programme.address: not a usable email address: {self.programme_address!r} ({exc})"
+            ) from None
+        if "@" not in self.programme_address:
+            raise SettingsError(
+                f"programme.address: expected user@domain, got {self.programme_address!r}"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", self.list_id):
+            raise SettingsError(
+                f"list_id: expected e.g. 'unmentoring.example.org', got {self.list_id!r}"
+            )
+
+    @property
+    def domain(self) -> str:
+        return self.programme_address.rsplit("@", 1)[1]
+
+    @property
+    def envelope_from(self) -> str:
+        return self.smtp.envelope_from or self.programme_address
+
+
+def make_list_id(programme_name: str, programme_address: str) -> str:
+    """RFC 2919 list identifier: the programme name as a slug, then the address's domain."""
+    slug = re.sub(r"[^a-z0-9]+", "-", programme_name.lower()).strip("-") or "programme"
+    return f"{slug}.{programme_address.rsplit('@', 1)[-1]}"
+
+
+def mail_settings_from_config(
+    config: Any, *, templates_dir: Path = DEFAULT_TEMPLATES_DIR
+) -> MailSettings:
+    """Build the mailer's settings from ``unmentoring.config.Config`` (duck-typed: the mailer may
+    not import
+    the front door). Without an [smtp] section the service sends through the sandbox server, in
+    plain text on
+    127.0.0.1."""
+    programme = config.programme
+    smtp_section = config.smtp
+    if smtp_section is None:
+        smtp = SmtpSettings(host=config.sandbox.host, port=config.sandbox.port, security="none")
+    else:
+        smtp = SmtpSettings(
+            host=smtp_section.host,
+            port=smtp_section.port,
+            security=smtp_section.security,
+            username=smtp_section.username,
+            password=smtp_section.password,
+            auth=smtp_section.auth,
+            timeout=smtp_section.timeout,
+            ca_file=smtp_section.ca_file,
+            envelope_from=smtp_section.envelope_from,
+            per_minute=smtp_section.per_minute,
+            per_day=smtp_section.per_day,
+        )
+    return MailSettings(
+        programme_name=programme.name,
+        programme_address=programme.address,
+        organisers=list(programme.organisers),
+        list_id=make_list_id(programme.name, programme.address),
+        smtp=smtp,
+        templates_dir=templates_dir,
+    )
