@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from mailer.outbox import OutboxError
 from matcher import rounds
 from matcher.calendar import RoundDates, current_round, next_round, round_dates
 from matcher.model import Member, MemberStatus, OutboxEntry, Round
@@ -124,7 +125,10 @@ def make_outbox_group(open_app: OpenApp) -> click.Group:
                 missing = set(keys) - {e.key for e in chosen}
                 if missing:
                     raise click.ClickException(f"no outbox entry {sorted(missing)[0]}")
-                app.outbox.requeue(chosen)
+                try:
+                    app.outbox.requeue(chosen)
+                except OutboxError as exc:
+                    raise click.ClickException(str(exc)) from None
             click.echo(f"queued again: {len(chosen)}")
             _send(app, no_send=False)
 
