@@ -271,12 +271,8 @@ class RunningServer:
 # -- LMTP ---------------------------------------------------------------------------------------
 
 
-class _LmtpHandler:
-    def __init__(self, writer: MaildirWriter, programme_address: str, clock: Clock, hostname: str):
-        self._writer = writer
-        self._programme = programme_address
-        self._clock = clock
-        self._hostname = hostname
+class EnvelopeSenderCheck:
+    """MAIL FROM as both of our receivers (LMTP and the sandbox's SMTP) take it."""
 
     async def handle_MAIL(  # noqa: N802 - aiosmtpd hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
@@ -286,6 +282,14 @@ class _LmtpHandler:
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 OK"
+
+
+class _LmtpHandler(EnvelopeSenderCheck):
+    def __init__(self, writer: MaildirWriter, programme_address: str, clock: Clock, hostname: str):
+        self._writer = writer
+        self._programme = programme_address
+        self._clock = clock
+        self._hostname = hostname
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list

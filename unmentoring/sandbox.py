@@ -24,6 +24,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from inbox.lmtp import (
     DEFAULT_MAX_MESSAGE_BYTES,
+    EnvelopeSenderCheck,
     MaildirWriter,
     MailServerStartError,
     RunningServer,
@@ -87,19 +88,10 @@ class SandboxLayout:
         return self.mailboxes_path / mailbox_folder_name(address)
 
 
-class _SandboxHandler:
+class _SandboxHandler(EnvelopeSenderCheck):
     def __init__(self, layout: SandboxLayout, clock: Clock) -> None:
         self._layout = layout
         self._clock = clock
-
-    async def handle_MAIL(  # noqa: N802 - aiosmtpd hook name
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
-    ) -> str:
-        if has_control_characters(address):
-            return "553 5.1.7 Sender address contains control characters"
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return "250 2.1.0 OK"
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
