@@ -59,36 +59,36 @@ class Programme:
 
 
 @dataclass(frozen=True)
-class Imap:
+class MailServer:
+    """What connecting to an IMAP or SMTP server takes."""
+
     host: str = ""
-    port: int = 993
-    security: str = "ssl"
+    port: int = 0
+    security: str = "ssl"                 # "ssl" (implicit TLS), "starttls", or "none" (this machine only)
     username: str = ""
-    password_env: str = ""
+    password_env: str = ""                # the environment variable holding the password
     auth: str = "login"                   # "login" or "xoauth2" (the variable then holds an access token)
-    folder: str = "INBOX"
-    processed_folder: str = "Processed"
-    quarantine_folder: str = "Quarantine"
     timeout: float = 30.0
-    ca_file: str = ""
-    poll_seconds: int = 60
+    ca_file: str = ""                     # an extra CA bundle; certificates are always verified
     password: str = field(default="", repr=False)   # from password_env, never from the file
 
 
 @dataclass(frozen=True)
-class Smtp:
-    host: str = ""
+class Imap(MailServer):
+    port: int = 993
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    quarantine_folder: str = "Quarantine"
+    poll_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class Smtp(MailServer):
     port: int = 587
     security: str = "starttls"
-    username: str = ""
-    password_env: str = ""
-    auth: str = "login"
-    timeout: float = 30.0
-    ca_file: str = ""
     envelope_from: str = ""               # bounce address; the programme address when empty
     per_minute: int = 30                  # Microsoft 365 allows 30 messages a minute
     per_day: int = 10000                  # ... and 10,000 recipients a day
-    password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
