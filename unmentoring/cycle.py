@@ -17,7 +17,7 @@ from email.utils import make_msgid
 
 from matcher import rounds
 from matcher.calendar import Calendar, RoundDates, current_round, next_round, round_dates_for_id
-from matcher.model import Group, Member, Notice, Result, Round, RoundState
+from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, RoundState
 from matcher.store import Store
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ Summarise = Callable[[Store, str, datetime], Notice]
 TokenOf = Callable[[Store, Member, datetime], str]
 
 INTROS, FOLLOWUPS, REMINDERS, CLOSED, SUMMARY = "intros", "followups", "reminders", "closed", "summary"
+ASKABLE = frozenset({MemberStatus.ACTIVE, MemberStatus.PAUSED})
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ class Cycle:
                     continue
                 members = rounds.members_of(self.store, group.members)
                 for member in members:
-                    if not member.address or member.id in group.outcomes:
+                    # someone who left or was disabled since the introductions hears nothing more
+                    if member.status not in ASKABLE or not member.address or member.id in group.outcomes:
                         continue
                     partners = [m.display_name for m in members if m.id != member.id]
                     notices.append(self._ask_one(kind, group, member, partners, dates, now))
