@@ -54,6 +54,37 @@ class StoreLocked(StoreError):
         self.pid = pid
 
 
+class ProcessLock:
+    """An exclusive lock on a file that tells whoever else tries which process holds it."""
+
+    def __init__(self, path: Path, subject: Path) -> None:
+        self.path = path            # the lock file
+        self.subject = subject      # what it protects, for the message
+        self._lock = FileLock(path, timeout=0)
+        self._pid_path = path.with_suffix(".pid")
+
+    def acquire(self, wait: float = 0) -> None:
+        """Take the lock, waiting up to ``wait`` seconds; StoreLocked (naming the holder's pid) if not."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire(timeout=wait)
+        except Timeout:
+            raise StoreLocked(self.subject, self._holder()) from None
+        self._pid_path.write_text(str(os.getpid()))
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            with contextlib.suppress(FileNotFoundError):
+                self._pid_path.unlink()
+            self._lock.release()
+
+    def _holder(self) -> str:
+        try:
+            return self._pid_path.read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+
 # -- TinyDB extension points
 
 
@@ -251,16 +282,23 @@ class Store:
     def __init__(self, path: Path, *, migrations: Mapping[int, Migration] = MIGRATIONS) -> None:
         self.path = Path(path)
         self._migrations = migrations
-        self._lock: FileLock | None = None
+        self._lock = ProcessLock(self.path.with_name(self.path.name + ".lock"), self.path)
         self._db: TinyDB | None = None
         self._depth = 0
         self._indexes: dict[str, dict[str, Index]] = {}
         self._primary: dict[str, dict[str, int]] = {}
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, migrations: Mapping[int, Migration] = MIGRATIONS) -> Store:
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        wait: float = 0,
+        migrations: Mapping[int, Migration] = MIGRATIONS,
+    ) -> Store:
+        """Open the database, waiting up to ``wait`` seconds for another process to close it."""
         store = cls(Path(path), migrations=migrations)
-        store._acquire_lock()
+        store._lock.acquire(wait)
         try:
             store._load(first=True)
         except BaseException:
@@ -269,17 +307,6 @@ class Store:
         return store
 
     # -- lifecycle
-
-    def _acquire_lock(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        lock = FileLock(lock_path, timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise StoreLocked(self.path, _read_pid(self.path)) from None
-        self._lock = lock
-        _pid_path(self.path).write_text(str(os.getpid()))
 
     def _load(self, *, first: bool = False) -> None:
         middleware = TransactionMiddleware(AtomicJSONStorage)
@@ -319,11 +346,7 @@ class Store:
         if self._db is not None:
             self._db.close()
             self._db = None
-        if self._lock is not None:
-            with contextlib.suppress(FileNotFoundError):
-                _pid_path(self.path).unlink()
-            self._lock.release()
-            self._lock = None
+        self._lock.release()
 
     def __enter__(self) -> Store:
         return self
@@ -341,7 +364,11 @@ class Store:
 
     def _keep_backup(self) -> None:
         newest = self._backup_path(1)
-        if newest.exists() and newest.read_bytes() == self.path.read_bytes():
+        if (
+            newest.exists()
+            and newest.stat().st_size == self.path.stat().st_size
+            and newest.read_bytes() == self.path.read_bytes()
+        ):
             return  # unchanged since the last backup: keep the older versions rather than a duplicate
         for n in range(BACKUPS_KEPT - 1, 0, -1):
             older = self._backup_path(n)
@@ -521,14 +548,3 @@ def _replace_with(doc: Mapping[str, Any]) -> Callable[[dict[str, Any]], None]:
         stored.update(doc)
 
     return replace
-
-
-def _pid_path(path: Path) -> Path:
-    return path.with_name(path.name + ".pid")
-
-
-def _read_pid(path: Path) -> str:
-    try:
-        return _pid_path(path).read_text().strip() or "unknown"
-    except OSError:
-        return "unknown"

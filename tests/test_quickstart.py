@@ -150,6 +150,18 @@ def test_readme_quick_start_join_confirm_welcome(tmp_path: Path) -> None:
         welcome = wait_for_kind(mailbox, "welcome", MAIL_TIMEOUT, log_text(log_path))
         assert ALICE in str(welcome["To"])
 
+        # The organiser's commands work while the service runs: it holds the database only per pass.
+        status = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "unmentoring"), "status", "--json"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["members"]["active"] == 1
+
         service.send_signal(signal.SIGTERM)
         code = service.wait(timeout=STOP_TIMEOUT)
     finally:

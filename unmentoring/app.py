@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, time
 from pathlib import Path
+from typing import Any
 
 from inbox.process import Processor
 from inbox.settings import inbox_settings_from_config
@@ -51,11 +53,12 @@ class App:
     cycle: Cycle
 
     @classmethod
-    def open(cls, config: Config, clock: Clock | None = None) -> App:
-        """Open the database (taking the process lock) and build every part."""
+    def open(cls, config: Config, clock: Clock | None = None, *, wait: float = 0) -> App:
+        """Open the database (waiting up to ``wait`` seconds for another process to close it) and build
+        every part."""
         clock = clock or SystemClock()
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        store = Store.open(config.database_path)
+        store = Store.open(config.database_path, wait=wait)
         try:
             calendar = calendar_from_config(config)
             mail = mail_settings_from_config(config)
@@ -88,50 +91,80 @@ class App:
         self.close()
 
     def inbound_source(self) -> Source:
-        """Where mail comes in: IMAP in production, else the Maildir the sandbox or LMTP server fills."""
-        config = self.config
-        if config.mode == "production":
-            assert config.imap is not None
-            imap = config.imap
-            settings = ImapSettings(
-                host=imap.host,
-                port=imap.port,
-                security=imap.security,
-                username=imap.username,
-                password=imap.password,
-                auth=imap.auth,
-                folder=imap.folder,
-                processed_folder=imap.processed_folder,
-                quarantine_folder=imap.quarantine_folder,
-                timeout=imap.timeout,
-                ca_file=imap.ca_file or None,
-            )
-            return ImapSource(settings, StoreMeta(self.store, "imap"))
-        return MaildirSource(self.inbox_maildir())
+        return inbound_source(self.config, StoreMeta("imap", self.store))
 
     def inbox_maildir(self) -> Path:
-        if self.config.mode == "mta":
-            assert self.config.lmtp is not None
-            return self.config.data_dir / self.config.lmtp.spool
-        return self.config.sandbox_dir / "inbox"
+        return inbox_maildir(self.config)
 
     def smtp_sender(self) -> SmtpSender:
         return SmtpSender(self.mail.smtp, clock=self.clock)
 
 
-class StoreMeta(dict):
-    """A dict-like view of one store meta value that writes through inside a transaction.
+def inbound_source(config: Config, state: StoreMeta) -> Source:
+    """Where mail comes in: IMAP in production, else the Maildir the sandbox or LMTP server fills."""
+    if config.mode == "production":
+        assert config.imap is not None
+        imap = config.imap
+        settings = ImapSettings(
+            host=imap.host,
+            port=imap.port,
+            security=imap.security,
+            username=imap.username,
+            password=imap.password,
+            auth=imap.auth,
+            folder=imap.folder,
+            processed_folder=imap.processed_folder,
+            quarantine_folder=imap.quarantine_folder,
+            timeout=imap.timeout,
+            ca_file=imap.ca_file or None,
+        )
+        return ImapSource(settings, state)
+    return MaildirSource(inbox_maildir(config))
 
-    The IMAP source keeps its UIDVALIDITY and last UID here; they are committed with the message they
-    belong to.
+
+def inbox_maildir(config: Config) -> Path:
+    if config.mode == "mta":
+        assert config.lmtp is not None
+        return config.data_dir / config.lmtp.spool
+    return config.sandbox_dir / "inbox"
+
+
+class StoreMeta(MutableMapping[str, Any]):
+    """One store meta value seen as a dict, each change committed on its own.
+
+    The IMAP source keeps its UIDVALIDITY and last UID here. The daemon opens the store afresh for each
+    pass while the source (and its connection) lives on, so the view is re-bound to each pass's store.
     """
 
-    def __init__(self, store: Store, name: str) -> None:
-        super().__init__(store.get_meta(name, {}) or {})
-        self._store = store
+    def __init__(self, name: str, store: Store | None = None) -> None:
         self._name = name
+        self._store = store
 
-    def __setitem__(self, key: str, value: object) -> None:
-        super().__setitem__(key, value)
-        with self._store.transaction():
-            self._store.set_meta(self._name, dict(self))
+    def bind(self, store: Store) -> None:
+        self._store = store
+
+    def _current(self) -> dict[str, Any]:
+        if self._store is None:
+            raise RuntimeError(f"store meta {self._name!r} is not bound to an open store")
+        return dict(self._store.get_meta(self._name, {}) or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._current()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        values = self._current()
+        values[key] = value
+        with self._store.transaction():  # type: ignore[union-attr]
+            self._store.set_meta(self._name, values)  # type: ignore[union-attr]
+
+    def __delitem__(self, key: str) -> None:
+        values = self._current()
+        del values[key]
+        with self._store.transaction():  # type: ignore[union-attr]
+            self._store.set_meta(self._name, values)  # type: ignore[union-attr]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())

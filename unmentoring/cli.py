@@ -17,7 +17,7 @@ from inbox.explain import explain as explain_message
 from inbox.lmtp import LmtpServer, MailServerStartError
 from matcher.store import StoreCorrupt, StoreError, StoreLocked
 from unmentoring import daemon, service
-from unmentoring.app import App
+from unmentoring.app import App, inbox_maildir
 from unmentoring.cli_members import make_members_group
 from unmentoring.cli_rounds import (
     make_outbox_group,
@@ -104,7 +104,10 @@ def run(context: Context, poll_seconds: int | None) -> None:
     stop = threading.Event()
     daemon.install_stop_handlers(stop)
     with contextlib.ExitStack() as stack:
-        app = stack.enter_context(App.open(config))
+        lock = daemon.service_lock(config)
+        lock.acquire()
+        stack.callback(lock.release)
+        App.open(config).close()  # check the database before listening for mail
         if config.mode == "sandbox":
             server = SandboxServer(
                 config.sandbox_dir,
@@ -120,7 +123,7 @@ def run(context: Context, poll_seconds: int | None) -> None:
             assert config.lmtp is not None
             host, port = config.lmtp.host_port
             lmtp = LmtpServer(
-                app.inbox_maildir(),
+                inbox_maildir(config),
                 config.programme.address,
                 host,
                 port,
@@ -129,11 +132,11 @@ def run(context: Context, poll_seconds: int | None) -> None:
             lmtp.start()
             stack.callback(lmtp.stop)
             click.echo(f"LMTP server listening on {config.lmtp.listen} for {config.programme.address}")
-        source = app.inbound_source()
-        stack.callback(source.close)
+        passes = daemon.Passes(config)
+        stack.callback(passes.close)
         interval = poll_seconds or (config.imap.poll_seconds if config.imap else 1)
         click.echo(f"unmentoring running ({config.mode} mode, data in {config.data_dir}); Ctrl-C stops it")
-        code = daemon.run_forever(app, source, stop, poll_seconds=interval)
+        code = daemon.run_forever(passes, stop, poll_seconds=interval)
     sys.exit(code)
 
 
@@ -144,8 +147,13 @@ def tick(context: Context) -> None:
     setup_logging()
     stop = threading.Event()
     daemon.install_stop_handlers(stop)
-    with App.open(context.config) as app:
-        report = service.tick(app, should_stop=stop.is_set)
+    lock = daemon.service_lock(context.config)
+    lock.acquire()
+    try:
+        with App.open(context.config, wait=daemon.STORE_WAIT_SECONDS) as app:
+            report = service.tick(app, should_stop=stop.is_set)
+    finally:
+        lock.release()
     click.echo(f"inbox: {report.inbox}")
     click.echo(f"steps: {', '.join(report.steps) or 'none due'}")
     click.echo(f"outbox: {report.delivery}")
@@ -181,7 +189,8 @@ def open_app() -> App:
     """The App for the current command's configuration (the caller closes it)."""
     context = click.get_current_context().find_object(Context)
     assert context is not None
-    return App.open(context.config)
+    # a running service holds the database only for a pass: wait for it rather than refuse
+    return App.open(context.config, wait=daemon.STORE_WAIT_SECONDS)
 
 
 def current_config() -> Config:
