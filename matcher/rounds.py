@@ -7,7 +7,7 @@ anything runs in one store transaction, and each is idempotent where a scheduler
 
 from __future__ import annotations
 
-import secrets
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -169,7 +169,7 @@ def start_round(
         if existing is not None:
             return existing
         if seed is None:
-            seed = secrets.randbits(32)
+            seed = round_seed(dates.round_id)
         # No group of this round exists yet, so the history before it also decides eligibility.
         history = _history(store, before=dates.ordinal)
         members = _eligible(store, dates.starts_on, history)
@@ -196,7 +196,13 @@ def start_round(
     return round_
 
 
-def preview_round(store: Store, dates: RoundDates, *, seed: int = 0) -> RoundPreview:
+def round_seed(round_id: str) -> int:
+    """The pairing seed a round uses unless told otherwise: fixed per round, so that a preview shows the
+    groups the round will make (as long as nobody joins or leaves in between)."""
+    return int.from_bytes(hashlib.sha256(f"unmentoring round {round_id}".encode()).digest()[:4], "big")
+
+
+def preview_round(store: Store, dates: RoundDates, *, seed: int | None = None) -> RoundPreview:
     """What ``start_round`` would do with this seed, changing nothing.
 
     For a round already started, the recorded groups and seed are shown instead.
@@ -209,6 +215,7 @@ def preview_round(store: Store, dates: RoundDates, *, seed: int = 0) -> RoundPre
         unpaired_ids = list(existing.unpaired)
         seed = existing.seed
     else:
+        seed = round_seed(dates.round_id) if seed is None else seed
         eligible = _eligible(store, dates.starts_on, history)
         people = [Person(id=m.id, org=normalise_org(m.org)) for m in eligible]
         pairing = make_pairing(people, history, seed)

@@ -415,6 +415,17 @@ def test_preview_changes_nothing_and_matches_the_start(store: Store) -> None:
     assert [(ids(g.members), g.host.id) for g in shown.groups] == recorded
 
 
+def test_without_a_seed_the_preview_shows_what_the_round_will_make(store: Store) -> None:
+    add(store, *(person(f"m{i}", org=f"Org {i % 3}") for i in range(9)))
+    preview = preview_round(store, month(4))
+    with store.transaction():
+        start_round(store, month(4), datetime(2026, 4, 6, 9, tzinfo=UTC))
+    assert store.get(Round, "2026-04").seed == preview.seed
+    recorded = [(g.members, g.host) for g in groups_of_round(store, "2026-04")]
+    assert [(ids(g.members), g.host.id) for g in preview.groups] == recorded
+    assert preview_round(store, month(5)).seed != preview.seed
+
+
 def test_preview_flags_repeats_and_same_organisation(store: Store) -> None:
     add(store, person("ann", org="Leeds CC"), person("bob", org="leeds cc"))
     started(store, month(2))

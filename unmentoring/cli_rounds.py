@@ -26,8 +26,8 @@ def make_round_group(open_app: OpenApp) -> click.Group:
 
     @round_.command()
     @click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="The round of this date's month.")
-    @click.option("--seed", type=int, default=0, show_default=True)
-    def preview(on: datetime | None, seed: int) -> None:
+    @click.option("--seed", type=int, help="Pairing seed (default: the one the round will use).")
+    def preview(on: datetime | None, seed: int | None) -> None:
         """Print the groups the round would make, changing nothing."""
         with open_app() as app:
             dates = _dates_for(app, on)
@@ -35,7 +35,7 @@ def make_round_group(open_app: OpenApp) -> click.Group:
 
     @round_.command()
     @click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="The round of this date's month.")
-    @click.option("--seed", type=int, help="Pairing seed (default: a random one, stored with the round).")
+    @click.option("--seed", type=int, help="Pairing seed (default: one fixed per round; stored with it).")
     @click.option("--no-send", is_flag=True, help="Queue the introductions without sending them now.")
     def start(on: datetime | None, seed: int | None, no_send: bool) -> None:
         """Start the round now (pair everyone eligible) and send the introductions."""
