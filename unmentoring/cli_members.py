@@ -42,7 +42,7 @@ class ImportRow:
     about: str
 
 
-class ImportError_(click.ClickException):
+class ImportRefused(click.ClickException):
     exit_code = 1
 
 
@@ -116,7 +116,7 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
         try:
             text = csv_file.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise ImportError_(
+            raise ImportRefused(
                 f"{csv_file}: not UTF-8 text (byte {exc.start}); save it from the spreadsheet as "
                 "'CSV UTF-8' and try again; nothing imported"
             ) from None
@@ -126,7 +126,7 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
         for problem in problems:
             click.echo(problem, err=True)
         if problems:
-            raise ImportError_(f"{len(problems)} bad row(s); nothing imported")
+            raise ImportRefused(f"{len(problems)} bad row(s); nothing imported")
         with open_app() as app:
             new = [r for r in rows if not member_ops.is_member(member_ops.find_member(app.store, r.address))]
             if dry_run:
