@@ -19,6 +19,7 @@ from pathlib import Path
 
 from matcher.calendar import next_round
 from matcher.clock import FakeClock
+from matcher.rounds import groups_of_round, members_of
 from unmentoring import service
 from unmentoring.app import App
 from unmentoring.config import Config, Sandbox
@@ -138,6 +139,7 @@ def run_demo(
     sim = Simulation(config, clock)
     try:
         crowd = make_people(people, rng)
+        by_address = {p.address: p for p in crowd}
         for person in crowd:
             sim.send(person, f"join\nname: {person.name}\norg: {person.org}\nabout: Works at {person.org}.")
         sim.tick()
@@ -150,16 +152,18 @@ def run_demo(
             sim.at(dates.starts_at)
             sim.at(dates.followup_at)
             answers = {"met": 0, "missed": 0, "silent": 0}
-            for person in crowd:
-                roll = rng.random()
-                if roll < 0.55:
-                    answered = sim.reply_to_latest(person, "followup", "Met! Great conversation.")
-                    answers["met"] += answered
-                elif roll < 0.75:
-                    reason = rng.choice(MISSED_REASONS)
-                    answers["missed"] += sim.reply_to_latest(person, "followup", f"missed - {reason}")
-                else:
-                    answers["silent"] += 1
+            for group in groups_of_round(sim.app.store, dates.round_id):
+                # a group either met or did not; then each person answers, or stays silent
+                met = rng.random() < 0.7
+                reason = rng.choice(MISSED_REASONS)
+                for member in members_of(sim.app.store, group.members):
+                    person = by_address[member.address]
+                    if rng.random() < 0.25:
+                        answers["silent"] += 1
+                    elif met:
+                        answers["met"] += sim.reply_to_latest(person, "followup", "Met! Great conversation.")
+                    else:
+                        answers["missed"] += sim.reply_to_latest(person, "followup", f"missed - {reason}")
             sim.tick()
             say(f"round {dates.round_id}: introductions sent, follow-ups answered {answers}")
         closing = next_round(sim.app.calendar, clock.now())
