@@ -1,11 +1,18 @@
 """The persistent outbox: every email is stored before it is sent and marked after it is sent.
 
-Queueing renders the notice, builds the message and stores it as an ``OutboxEntry`` (the 7-bit raw
-text, the envelope, the idempotency key) inside the caller's store transaction, so a state change
-and the emails it causes are committed together or not at all. Queueing a key that is already known
-returns the existing entry and sends nothing new; entries stay (without their body once sent) so the
-key is remembered and the inbox can find which address a reply's In-Reply-To was sent to (store
-index "message_id").
+Queueing renders the notice, builds the message and stores it as an ``OutboxEntry`` (the envelope,
+the idempotency key, the status) inside the caller's store transaction, so a state change and the
+emails it causes are committed together or not at all. Queueing a key that is already known returns
+the existing entry and sends nothing new; entries stay (without their body once sent) so the key is
+remembered and the inbox can find which address a reply's In-Reply-To was sent to (store index
+"message_id").
+
+Bodies (the 7-bit message, ~5 KB) are not in the store's document, which every commit rewrites:
+each is a file in a spool folder next to the database (``outbox/<hash of the key>.eml``), written
+when queued and made durable (file and folder fsynced, once per transaction, by a
+``store.before_commit`` callback) before the transaction that records the entry commits. A body
+file no entry refers to (its transaction rolled back or was killed, or its message was sent) is
+deleted when the outbox starts and after every journal fold.
 
 Marking: the store rewrites its whole JSON document on every transaction, far too slow to do per
 message in a batch of thousands. So each SMTP outcome is appended to a journal file next to the
@@ -37,9 +44,12 @@ recipient, for the caller to count.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterable
@@ -62,7 +72,7 @@ from mailer.settings import MailSettings
 from mailer.smtp import SendResult, SmtpSender, SmtpUnavailable, Throttled
 from matcher.clock import Clock
 from matcher.model import Notice, OutboxEntry
-from matcher.store import Store
+from matcher.store import Store, fsync_directory
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +150,7 @@ class JournalRecord:
                 status=SENT,
                 sent_at=self.at,
                 attempts=self.attempts,
-                raw="",
+                body_file="",
                 last_error=self.reason,
                 next_attempt_at=None,
             )
@@ -244,6 +254,7 @@ class Outbox:
         max_attempts: int = 12,
         backoff_base: timedelta = timedelta(minutes=5),
         backoff_max: timedelta = timedelta(hours=4),
+        spool: Path | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -253,6 +264,11 @@ class Outbox:
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        # where message bodies wait to be sent; by default "outbox/" beside the database
+        self.spool = Path(spool) if spool is not None else store.path.parent / "outbox"
+        # body files written since the last spool fsync (may name files of a rolled-back transaction)
+        self._unsynced: dict[Path, None] = {}
+        self.remove_unreferenced_bodies()
 
     # -- queueing (inside the caller's transaction)
 
@@ -268,20 +284,28 @@ class Outbox:
         so the caller's transaction still commits; a notice missing a template value raises
         ``RenderError``.
         """
-        entries: list[OutboxEntry] = []
-        new: dict[str, OutboxEntry] = {}
+        keys: list[str] = []
+        entries: dict[str, OutboxEntry] = {}
+        built: dict[str, tuple[OutboxEntry, bytes]] = {}
         for notice in notices:
             key = notice.key or f"{notice.kind}:{secrets.token_hex(8)}"
             if "\t" in key or "\n" in key or "\r" in key:
                 raise OutboxError(f"outbox key {key!r} contains a tab or line break")
-            existing = new.get(key) or self.store.get(OutboxEntry, key)
-            if existing is None:
-                existing = new[key] = self._build(notice, key)
-            entries.append(existing)
-        if new:
+            keys.append(key)
+            if key in entries or key in built:
+                continue
+            existing = self.store.get(OutboxEntry, key)
+            if existing is not None:
+                entries[key] = existing
+            else:
+                built[key] = self._build(notice, key)
+        if built:
+            self.spool.mkdir(parents=True, exist_ok=True)
             with self.store.transaction():
-                self.store.put_many(list(new.values()))
-        return entries
+                for key, (entry, body) in built.items():
+                    entries[key] = self._spool_body(entry, body)
+                self.store.put_many([entries[key] for key in built])
+        return [entries[key] for key in keys]
 
     def compose(self, notice: Notice) -> EmailMessage:
         """The email ``notice`` would become, not stored (previews); bytes() gives the wire form.
@@ -296,7 +320,7 @@ class Outbox:
         sent again: ``OutboxError`` names it and nothing is changed."""
         now = self.clock.now()
         chosen = list(entries)
-        unsendable = [e.key for e in chosen if not e.raw]
+        unsendable = [e.key for e in chosen if not self._body_path(e).is_file()]
         if unsendable:
             raise OutboxError(
                 f"cannot send again {', '.join(unsendable[:3])}"
@@ -308,7 +332,9 @@ class Outbox:
             self.store.update_many(again)
         return again
 
-    def _build(self, notice: Notice, key: str) -> OutboxEntry:
+    def _build(self, notice: Notice, key: str) -> tuple[OutboxEntry, bytes]:
+        """The entry for ``notice`` and its message (b"" when it cannot be built: the entry says
+        why)."""
         now = self.clock.now()
         entry = OutboxEntry(
             key=key,
@@ -317,7 +343,6 @@ class Outbox:
             recipients=list(notice.to),
             message_id=(notice.message_id or "").strip("<>")
             or new_message_id(self.settings.domain),
-            raw="",
             queued_at=now,
             next_attempt_at=now,
         )
@@ -325,11 +350,76 @@ class Outbox:
         try:
             recipients = normalise_recipients(notice.kind, notice.to)
             msg = compose(notice, rendered, self.settings, now=now, message_id=entry.message_id)
-            raw = message_bytes(msg).decode("ascii")
-        except ComposeError as exc:
+            body = message_bytes(msg)
+            body.decode("ascii")  # 7-bit, as SMTP without SMTPUTF8 needs
+        except (ComposeError, UnicodeDecodeError) as exc:
             log.warning("outbox %s: not sendable, recorded as failed: %s", key, exc)
-            return replace(entry, status=FAILED, last_error=str(exc), next_attempt_at=None)
-        return replace(entry, recipients=recipients, raw=raw)
+            failed = replace(entry, status=FAILED, last_error=str(exc), next_attempt_at=None)
+            return failed, b""
+        return replace(entry, recipients=recipients), body
+
+    # -- bodies in the spool folder
+
+    def _spool_body(self, entry: OutboxEntry, body: bytes) -> OutboxEntry:
+        """Write ``body`` to the entry's spool file (inside the store transaction that records it)."""
+        if not body:
+            return entry
+        path = self.spool / body_file_name(entry.key)
+        with open(path, "wb") as f:
+            f.write(body)
+        self._unsynced[path] = None
+        self.store.before_commit(self._sync_spool)
+        return replace(entry, body_file=str(path))
+
+    def _sync_spool(self) -> None:
+        """Make the new body files and their names durable: run just before the store commits."""
+        paths, self._unsynced = self._unsynced, {}
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # written by a rolled-back transaction, since removed as unreferenced
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if paths:
+            fsync_directory(self.spool)
+
+    def _body_path(self, entry: OutboxEntry) -> Path:
+        # By name in our spool, so a moved data folder keeps its queued messages.
+        return self.spool / Path(entry.body_file or ".missing").name
+
+    def _read_body(self, entry: OutboxEntry) -> bytes | None:
+        if not entry.body_file:
+            return None
+        try:
+            # plain os calls: this runs once per message sent
+            with open(os.path.join(self.spool, os.path.basename(entry.body_file)), "rb", 0) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def remove_unreferenced_bodies(self) -> int:
+        """Delete the spool files no outbox entry refers to; returns how many.
+
+        Inside a transaction nothing is deleted: what the transaction changed may still be rolled back.
+        """
+        if self.store.in_transaction:
+            return 0
+        try:
+            names = os.listdir(self.spool)
+        except FileNotFoundError:
+            return 0
+        removed = 0
+        for name in names:
+            if BODY_FILE.fullmatch(name) and not self.store.count(OutboxEntry, "body_name", name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.spool, name))
+                removed += 1
+        if removed:
+            log.info("outbox: removed %d message file(s) no entry refers to", removed)
+        return removed
 
     # -- what is due
 
@@ -352,7 +442,11 @@ class Outbox:
     # -- the journal
 
     def fold_journal(self) -> None:
-        """Apply the journal to the store in one transaction, then empty it."""
+        """Apply the journal to the store in one transaction, then empty it and delete the bodies of
+        the messages it marked sent. Call outside any transaction (what it commits must stay
+        committed before the journal and the bodies go)."""
+        if self.store.in_transaction:
+            raise OutboxError("fold_journal inside a store transaction: call it outside one")
         records = self._read_journal()
         if records:
             with self.store.transaction():
@@ -369,6 +463,7 @@ class Outbox:
             with open(self.journal, "wb") as f:
                 f.flush()
                 os.fsync(f.fileno())
+        self.remove_unreferenced_bodies()
 
     def _read_journal(self) -> dict[str, JournalRecord]:
         try:
@@ -448,11 +543,16 @@ class Outbox:
                         "outbox: stopped on request, %d message(s) left for later", report.held
                     )
                     break
+                body = self._read_body(entry)
+                if body is None:
+                    journal.append(self._record_missing_body(entry, report).line())
+                    bar.update(1)
+                    continue
                 try:
                     result = sender.send(
                         entry.envelope_from,
                         entry.recipients,
-                        entry.raw.encode("ascii"),
+                        body,
                         before_commit=journal.wait_durable,
                     )
                 except (SmtpUnavailable, Throttled) as exc:
@@ -474,6 +574,16 @@ class Outbox:
                 sender.close()
         self.fold_journal()
         return report
+
+    def _record_missing_body(self, entry: OutboxEntry, report: DeliveryReport) -> JournalRecord:
+        report.failed += 1
+        reason = (
+            f"its message file {self._body_path(entry).name} is missing from {self.spool}"
+            if entry.body_file
+            else "no message is stored for it"
+        )
+        log.warning("outbox %s: failed: %s", entry.key, reason)
+        return JournalRecord(entry.key, FAILED, self.clock.now(), entry.attempts, reason)
 
     def _record_for(
         self, entry: OutboxEntry, result: SendResult, report: DeliveryReport
@@ -515,6 +625,14 @@ class Outbox:
             reason = bounced_note or result.reason
         log.warning("outbox %s: failed: %s", entry.key, reason)
         return JournalRecord(entry.key, FAILED, now, attempts, reason)
+
+
+def body_file_name(key: str) -> str:
+    """The spool file name of a key's message (a hash: keys may hold any character)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32] + ".eml"
+
+
+BODY_FILE = re.compile(r"[0-9a-f]{32}\.eml")
 
 
 def _flat(text: str) -> str:

@@ -194,20 +194,67 @@ class Token(Record):
         return self.used_at is None and (self.expires_at is None or now < self.expires_at)
 
 
-@dataclass
+@dataclass(init=False)
 class OutboxEntry(Record):
     key: str                     # idempotency key, e.g. "intro:2026-12:7"
     kind: str                    # template name
     envelope_from: str
     recipients: list[str]
     message_id: str
-    raw: str                     # the rendered message, 7-bit clean
+    # The rendered message lives in a spool file (not in the store's document, which every commit rewrites):
+    # its absolute path, "" when no message is kept (sent, or never buildable). See mailer.outbox.
+    body_file: str = ""
     status: str = "queued"       # queued | sent | failed
     attempts: int = 0
     last_error: str = ""
     queued_at: datetime | None = None
     next_attempt_at: datetime | None = None
     sent_at: datetime | None = None
+
+    def __init__(
+        self,
+        key: str,
+        kind: str,
+        envelope_from: str,
+        recipients: list[str],
+        message_id: str,
+        body_file: str = "",
+        status: str = "queued",
+        attempts: int = 0,
+        last_error: str = "",
+        queued_at: datetime | None = None,
+        next_attempt_at: datetime | None = None,
+        sent_at: datetime | None = None,
+        *,
+        raw: str = "",
+    ) -> None:
+        # ``raw=""`` is accepted from code written when the message was a field; a message itself can only
+        # be kept by the outbox, in a spool file.
+        if raw:
+            raise ValueError(f"outbox entry {key}: the message is kept in a spool file (body_file), not raw")
+        self.key = key
+        self.kind = kind
+        self.envelope_from = envelope_from
+        self.recipients = recipients
+        self.message_id = message_id
+        self.body_file = body_file
+        self.status = status
+        self.attempts = attempts
+        self.last_error = last_error
+        self.queued_at = queued_at
+        self.next_attempt_at = next_attempt_at
+        self.sent_at = sent_at
+
+    @property
+    def raw(self) -> str:
+        """The rendered message (7-bit), read from ``body_file``; "" when none is kept."""
+        if not self.body_file:
+            return ""
+        try:
+            with open(self.body_file, encoding="ascii", newline="") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
 
 
 @dataclass

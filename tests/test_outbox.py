@@ -6,6 +6,7 @@ import dataclasses
 import email
 import email.policy
 import logging
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.outbox import Outbox, OutboxError
+from mailer.outbox import Outbox, OutboxError, body_file_name
 from mailer.render import Renderer, RenderError
 from mailer.settings import MailSettings, SmtpSettings
 from mailer.smtp import SmtpSender
@@ -340,3 +341,94 @@ def test_the_cli_progress_bar(rig: Rig, capsys: pytest.CaptureFixture[str]) -> N
     assert rig.outbox.deliver_pending(rig.sender(), progress=True).sent == 2
     err = capsys.readouterr().err
     assert "sending" in err and "2/2" in err
+
+
+# -- message bodies in the spool folder
+
+
+def spooled(rig: Rig) -> list[str]:
+    spool = rig.outbox.spool
+    return sorted(p.name for p in spool.iterdir()) if spool.exists() else []
+
+
+def test_bodies_are_spool_files_not_part_of_the_database(rig: Rig) -> None:
+    entry = rig.queue(welcome())[0]
+    assert Path(entry.body_file).parent == rig.store.path.parent / "outbox"
+    assert spooled(rig) == [Path(entry.body_file).name]
+    body = Path(entry.body_file).read_bytes()
+    assert body.startswith(b"Subject:") and b"\r\n" in body and entry.raw == body.decode("ascii")
+    database = rig.store.path.read_text()
+    assert entry.message_id in database and "Subject:" not in database
+    assert rig.entry(entry.key).raw == entry.raw
+    assert rig.deliver().sent == 1
+    assert rig.sink.wait_for(1)[0].raw.replace(b"\r\n", b"\n") == body.replace(b"\r\n", b"\n")
+    assert spooled(rig) == [], "a sent message's file is deleted once the journal is folded"
+
+
+def test_body_files_are_durable_before_the_entry_commits(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    real_fsync = os.fsync
+    storage = rig.store._middleware.storage
+    real_write = storage.write
+
+    def fsync(fd: int) -> None:
+        events.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(storage, "write", lambda data: (events.append("commit"), real_write(data)))
+    a, b = rig.queue(welcome("a"), welcome("b"))
+    synced = events[: events.index("commit")]
+    assert a.body_file in synced and b.body_file in synced
+    assert str(rig.outbox.spool) in synced, "the folder too (the new names)"
+    assert synced.count(str(rig.outbox.spool)) == 1, "once per transaction"
+
+
+def test_bodies_of_a_rolled_back_transaction_are_removed(rig: Rig) -> None:
+    with pytest.raises(RuntimeError), rig.store.transaction():
+        rig.outbox.queue_many([welcome("gone")])
+        assert len(spooled(rig)) == 1
+        raise RuntimeError("the caller failed after queueing")
+    assert rig.store.get(OutboxEntry, "gone") is None
+    rig.outbox.fold_journal()
+    assert spooled(rig) == []
+    # and the same key queued again gets a file of its own
+    rig.queue(welcome("gone"))
+    assert len(spooled(rig)) == 1 and rig.deliver().sent == 1
+
+
+def test_a_new_outbox_removes_files_no_entry_refers_to(rig: Rig) -> None:
+    kept = rig.queue(welcome("kept"))[0]
+    orphan = rig.outbox.spool / body_file_name("killed-before-commit")
+    orphan.write_bytes(b"Subject: never committed\r\n\r\n")
+    foreign = rig.outbox.spool / "README.txt"
+    foreign.write_text("not ours")
+    Outbox(rig.store, rig.clock, rig.settings, Renderer(rig.settings), rig.journal)
+    assert spooled(rig) == sorted([Path(kept.body_file).name, "README.txt"])
+
+
+def test_a_missing_body_fails_that_message_only(rig: Rig) -> None:
+    lost, fine = rig.queue(welcome("lost"), welcome("fine"))
+    Path(lost.body_file).unlink()
+    report = rig.deliver()
+    assert (report.sent, report.failed) == (1, 1)
+    assert rig.entry("lost").status == "failed"
+    assert "message file" in rig.entry("lost").last_error
+    assert rig.sink.count == 1
+    with pytest.raises(OutboxError, match="no longer stored"), rig.store.transaction():
+        rig.outbox.requeue([rig.entry("lost")])
+
+
+def test_folding_inside_a_transaction_is_refused(rig: Rig) -> None:
+    rig.queue(welcome("a"))
+    with pytest.raises(OutboxError, match="inside a store transaction"), rig.store.transaction():
+        rig.outbox.fold_journal()
+    assert rig.entry("a").status == "queued" and rig.entry("a").raw
+
+
+def test_an_entry_cannot_be_built_with_an_inline_message() -> None:
+    with pytest.raises(ValueError, match="spool file"):
+        OutboxEntry("k", "help", "a@d", ["b@d"], "id@d", raw="Subject: x\r\n\r\n")
+    assert OutboxEntry("k", "help", "a@d", ["b@d"], "id@d", raw="").raw == ""
