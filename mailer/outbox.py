@@ -72,7 +72,8 @@ from mailer.settings import MailSettings
 from mailer.smtp import SendResult, SmtpSender, SmtpUnavailable, Throttled
 from matcher.clock import Clock
 from matcher.model import Notice, OutboxEntry
-from matcher.store import Store, fsync_directory
+from matcher.storage import fsync_directory
+from matcher.store import Store
 
 log = logging.getLogger(__name__)
 

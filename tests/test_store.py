@@ -16,7 +16,8 @@ from tinydb.storages import MemoryStorage
 from tinydb.table import Document
 
 from matcher.model import Group, Member, MemberStatus, OutboxEntry
-from matcher.store import AtomicJSONStorage, Segment, Store, StoreCorrupt, StoreError, StoreLocked
+from matcher.storage import AtomicJSONStorage, Segment
+from matcher.store import Store, StoreCorrupt, StoreError, StoreLocked
 
 ROOT = Path(__file__).resolve().parents[1]
 
