@@ -13,6 +13,7 @@ import contextlib
 import copy
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,13 +248,19 @@ class Store:
         path: str | os.PathLike[str],
         *,
         wait: float = 0,
+        backup_every: float = 0,
         migrations: Mapping[int, Migration] = MIGRATIONS,
     ) -> Store:
-        """Open the database, waiting up to ``wait`` seconds for another process to close it."""
+        """Open the database, waiting up to ``wait`` seconds for another process to close it.
+
+        A changed database is backed up at open, but not if the newest backup is younger than
+        ``backup_every`` seconds: a service that opens it for every pass keeps hours-old versions, not
+        seconds-old ones.
+        """
         store = cls(Path(path), migrations=migrations)
         store._lock.acquire(wait)
         try:
-            store._load()
+            store._load(backup_every)
         except BaseException:
             store.close()
             raise
@@ -261,7 +268,7 @@ class Store:
 
     # -- lifecycle
 
-    def _load(self) -> None:
+    def _load(self, backup_every: float) -> None:
         middleware = TransactionMiddleware(AtomicJSONStorage)
         self._db = StoreDB(str(self.path), storage=middleware)  # so that close() releases the file
         try:
@@ -274,7 +281,7 @@ class Store:
             ) from None
         self._remove_torn_temp_files()
         if data:
-            self._keep_backup()
+            self._keep_backup(backup_every)
         elif self._backups():
             raise StoreCorrupt(
                 f"{self.path}: missing, but backups exist ({self._backups()[0].name}...); "
@@ -313,10 +320,14 @@ class Store:
     def _backup_path(self, n: int) -> Path:
         return self.path.with_name(f"{self.path.name}.bak{n}")
 
-    def _keep_backup(self) -> None:
+    def _keep_backup(self, backup_every: float) -> None:
         newest = self._backup_path(1)
-        if newest.exists() and _same_content(newest, self.path):
-            return  # unchanged since the last backup: keep the older versions rather than a duplicate
+        if newest.exists():
+            if _same_content(newest, self.path):
+                return  # unchanged since the last backup: keep the older versions rather than a duplicate
+            # the backup's mtime is its original's (see _same_content); ctime is when it was made
+            if time.time() - newest.stat().st_ctime < backup_every:
+                return
         for n in range(BACKUPS_KEPT - 1, 0, -1):
             older = self._backup_path(n)
             if older.exists():

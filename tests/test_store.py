@@ -514,3 +514,14 @@ def test_unchanged_tables_are_copied_through_memory_where_the_kernel_cannot(
     with Store.open(path) as s:
         assert s.get(Member, "m1").address == "changed@example.org"
         assert len(s.all(Group)) == 39 and s.get_meta("schema_version") == 1
+
+
+def test_a_service_opening_for_every_pass_keeps_older_backups(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    for i in range(4):
+        with Store.open(path, backup_every=3600) as s, s.transaction():
+            s.put(Member(f"m{i}", f"p{i}@example.org"))
+    # the first open with content made the only backup; later opens within the hour kept it
+    assert sorted(p.name for p in tmp_path.glob("db.json.bak*")) == ["db.json.bak1"]
+    with Store.open(tmp_path / "db.json.bak1") as backup:
+        assert [m.id for m in backup.all(Member)] == ["m0"]

@@ -53,12 +53,14 @@ class App:
     cycle: Cycle
 
     @classmethod
-    def open(cls, config: Config, clock: Clock | None = None, *, wait: float = 0) -> App:
+    def open(
+        cls, config: Config, clock: Clock | None = None, *, wait: float = 0, backup_every: float = 0
+    ) -> App:
         """Open the database (waiting up to ``wait`` seconds for another process to close it) and build
         every part."""
         clock = clock or SystemClock()
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        store = Store.open(config.database_path, wait=wait)
+        store = Store.open(config.database_path, wait=wait, backup_every=backup_every)
         try:
             calendar = calendar_from_config(config)
             mail = mail_settings_from_config(config)

@@ -27,6 +27,7 @@ from unmentoring.config import Config
 log = logging.getLogger(__name__)
 
 STORE_WAIT_SECONDS = 30.0
+BACKUP_EVERY_SECONDS = 3600.0
 
 
 def service_lock(config: Config) -> ProcessLock:
@@ -44,7 +45,9 @@ class Passes:
         self.source = inbound_source(config, self._source_state)
 
     def run(self, job: Callable[[App], object]) -> object:
-        with App.open(self.config, self.clock, wait=STORE_WAIT_SECONDS) as app:
+        with App.open(
+            self.config, self.clock, wait=STORE_WAIT_SECONDS, backup_every=BACKUP_EVERY_SECONDS
+        ) as app:
             self._source_state.bind(app.store)
             return job(app)
 
