@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from flufl.bounce import all_failures
 
-from inbox.grammar import read_command
+from inbox.grammar import Command, read_command
 from inbox.parse import ParsedMessage, canonical_address, decode_bytes
 
 LOOP_HEADER = "X-UnMentoring-Loop"
@@ -41,6 +41,7 @@ class Classification:
     reason: str
     bounced_addresses: list[str] = field(default_factory=list)
     permanent: bool = False
+    command: Command | None = None  # what a person's message asks (read once, used by apply)
 
 
 _DAEMON_LOCAL = re.compile(r"^(?:mailer-?daemon|mail-?daemon|postmaster)$", re.IGNORECASE)
@@ -372,4 +373,4 @@ def _human(parsed: ParsedMessage) -> Classification:
     if command is None:
         return Classification(Kind.NOT_COMMAND, "no command in the first lines or the subject")
     where = "subject" if command.from_subject else "text"
-    return Classification(Kind.COMMAND, f"command {command.name!r} in the {where}")
+    return Classification(Kind.COMMAND, f"command {command.name!r} in the {where}", command=command)

@@ -7,16 +7,18 @@ is written by thousands of different programs, and one strange message must neve
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from email import policy
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import Message
 from email.parser import BytesParser
+from email.policy import EmailPolicy
 from email.utils import getaddresses
+from functools import cached_property
 from html.parser import HTMLParser
-from types import MappingProxyType
 
 import html2text
 from mailparser_reply import EmailMessage as ReplyParserMessage
@@ -33,6 +35,16 @@ MAX_REFERENCES = 100
 _ADDRESS_HEADERS = ("to", "cc", "delivered-to", "x-original-to", "envelope-to")
 _STRUCTURED_ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc", "reply-to", "sender"})
 _MSG_ID = re.compile(r"<([^<>\s]+)>")
+_PLAIN_TEXT = re.compile(r"[\t -~]*")
+# One mailbox in its plainest form: "Name Words <local@domain>" or "local@domain", atoms only
+# (RFC 5322 atext, single spaces, dot-atoms): read the same as the email package's header parser
+# reads it (tests/test_parse.py checks), at a fraction of the cost. Anything else takes the parser.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATEXT}(?:\.{_ATEXT})*"
+_ADDR_SPEC = rf"{_DOT_ATOM}@{_DOT_ATOM}"
+_PLAIN_MAILBOX = re.compile(
+    rf"(?P<bare>{_ADDR_SPEC})|(?P<name>{_ATEXT}(?: {_ATEXT})*) <(?P<addr>{_ADDR_SPEC})>"
+)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -62,9 +74,10 @@ class ParsedMessage:
 
     Addresses are canonical (see canonical_address). envelope_sender is None without a Return-Path
     and "" for the null sender. in_reply_to holds In-Reply-To then References ids, newest first,
-    without brackets. text is the sender's new words (quotes, reply headers and signatures removed);
-    full_text is the whole decoded body, for token search. headers maps lower-cased names to the
-    first value, decoded.
+    without brackets. full_text is the whole decoded body, for token search; text (worked out on
+    first use: machine mail never needs it) is the sender's new words, with quotes, reply headers
+    and signatures removed. headers maps lower-cased names to the first value, decoded on first
+    use.
     """
 
     message_id: str | None
@@ -74,10 +87,44 @@ class ParsedMessage:
     to: list[str]
     subject: str
     in_reply_to: list[str]
-    text: str
     full_text: str
-    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    headers: Mapping[str, str] = field(default_factory=lambda: _Headers({}))
     raw_size: int = 0
+
+    @cached_property
+    def text(self) -> str:
+        try:
+            return strip_reply(self.full_text[:MAX_REPLY_CHARS])
+        except Exception:  # parse_message's promise: nothing about a message raises
+            return ""
+
+
+class _Headers(Mapping[str, str]):
+    """Header name -> first value, each decoded (RFC 2047, 8-bit repair) when first asked for:
+    the inbox reads a handful of the dozens of headers a message carries."""
+
+    def __init__(self, raw: Mapping[str, str]) -> None:
+        self._raw = raw
+        self._decoded: dict[str, str] = {}
+
+    def __getitem__(self, name: str) -> str:
+        try:
+            return self._decoded[name]
+        except KeyError:
+            value = self._decoded[name] = _header_text(name, self._raw[name])
+            return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict(self)!r})"
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
@@ -141,21 +188,21 @@ def _empty(data: bytes) -> ParsedMessage:
         to=[],
         subject="",
         in_reply_to=[],
-        text="",
         full_text="",
-        headers=MappingProxyType({}),
+        headers=_Headers({}),
         raw_size=len(data),
     )
 
 
 def _parse(data: bytes, *, headers_only: bool) -> ParsedMessage:
-    msg = BytesParser(policy=policy.default).parsebytes(data, headersonly=headers_only)
+    msg = BytesParser(policy=_POLICY).parsebytes(data, headersonly=headers_only)
     raw_headers = _raw_headers(msg)
-    headers: dict[str, str] = {}
+    first_values: dict[str, str] = {}
     for name, value in raw_headers:
         key = name.strip().lower()
-        if key and key not in headers:
-            headers[key] = _header_text(key, value)
+        if key and key not in first_values:
+            first_values[key] = value
+    headers = _Headers(first_values)
 
     from_value = _first_raw(raw_headers, "from")
     sender_name, sender = "", ""
@@ -170,8 +217,6 @@ def _parse(data: bytes, *, headers_only: bool) -> ParsedMessage:
                 if address not in recipients:
                     recipients.append(address)
 
-    full_text = _body_text(msg)
-    text = strip_reply(full_text[:MAX_REPLY_CHARS])
     return ParsedMessage(
         message_id=_message_id(_first_raw(raw_headers, "message-id")),
         sender=sender,
@@ -180,11 +225,49 @@ def _parse(data: bytes, *, headers_only: bool) -> ParsedMessage:
         to=recipients,
         subject=headers.get("subject", ""),
         in_reply_to=_thread_ids(raw_headers),
-        text=text,
-        full_text=full_text,
-        headers=MappingProxyType(headers),
+        full_text=_body_text(msg),
+        headers=headers,
         raw_size=len(data),
     )
+
+
+class _ParsingPolicy(EmailPolicy):
+    """``policy.default`` that builds each distinct header value into a header object once.
+
+    Reading a MIME tree asks for the same Content-Type header a dozen times per part (type,
+    charset, format, name...), and the email package parses it afresh each time: that, not the
+    parsing of the message itself, was most of the cost of reading a message. Header objects are
+    immutable, so one parse can serve every request for the same name and value."""
+
+    def header_fetch_parse(self, name: str, value: str) -> BaseHeader:
+        if type(value) is not str and hasattr(value, "name"):
+            return value  # type: ignore[return-value]
+        return _header_object(self.header_factory, name, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _header_object(factory: HeaderRegistry, name: str, value: str) -> BaseHeader:
+    """The header object for a raw value, line breaks removed (as EmailPolicy does)."""
+    return factory(name, "".join(_LINESEP.split(value)))
+
+
+class _HeaderRegistry(HeaderRegistry):
+    """The stock registry builds a new class (``type(...)``) for every header; one per name here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
+_POLICY = _ParsingPolicy(header_factory=_HeaderRegistry())
+_LINESEP = re.compile(r"\n|\r")  # what EmailPolicy.header_fetch_parse removes
 
 
 def _raw_headers(msg: Message) -> list[tuple[str, str]]:
@@ -230,11 +313,19 @@ def _clean_text(value: str) -> str:
 
 def _header_text(name: str, value: str) -> str:
     unfolded = _unfold(value)
+    if _PLAIN_TEXT.fullmatch(unfolded) and "=?" not in unfolded and _is_unstructured(name):
+        # The email package reads plain ASCII text (no encoded words) as itself; the test suite
+        # checks that this shortcut agrees with it.
+        return _clean_text(unfolded).strip()
     try:
-        text = str(policy.default.header_factory(name, unfolded))
+        text = str(_header_object(_POLICY.header_factory, name, unfolded))
     except Exception:  # a malformed header falls back to its raw text
         text = unfolded
     return _clean_text(text).strip()
+
+
+def _is_unstructured(name: str) -> bool:
+    return issubclass(_POLICY.header_factory[name], UnstructuredHeader)
 
 
 def _addresses(name: str, value: str | None) -> list[tuple[str, str]]:
@@ -243,9 +334,13 @@ def _addresses(name: str, value: str | None) -> list[tuple[str, str]]:
         return []
     unfolded = _unfold(value)
     pairs: list[tuple[str, str]] = []
-    if name in _STRUCTURED_ADDRESS_HEADERS:
+    plain = _PLAIN_MAILBOX.fullmatch(unfolded) if name in _STRUCTURED_ADDRESS_HEADERS else None
+    if plain is not None and "=?" not in unfolded:
+        # What the header parser reads from such a simple value, without its cost.
+        pairs = [(plain.group("name") or "", plain.group("bare") or plain.group("addr"))]
+    elif name in _STRUCTURED_ADDRESS_HEADERS:
         try:
-            header = policy.default.header_factory(name, unfolded)
+            header = _header_object(_POLICY.header_factory, name, unfolded)
             pairs = [(a.display_name, a.addr_spec) for a in header.addresses]
         except Exception:
             pairs = []
@@ -568,14 +663,28 @@ def strip_reply(text: str) -> str:
 
 
 def _library_reply(text: str) -> str:
+    header, disclaimers, signature = _library_patterns()
     message = ReplyParserMessage(
-        text=text, languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True
+        text=text,
+        languages=list(REPLY_LANGUAGES),
+        keep_hyphen_lists=True,
+        _header_regex=header,
+        _disclaimers_regex=disclaimers,
+        _signature_regex=signature,
     ).read()
     for reply in message.replies:
         body = _cut_reply(reply.body)
         if body.strip():
             return body
     return ""
+
+
+@functools.cache
+def _library_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """The library's regular expressions for our languages, built once: it assembles them from
+    its language tables for every message otherwise (the patterns are the same every time)."""
+    template = ReplyParserMessage(text="", languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True)
+    return template.HEADER_REGEX, template.DISCLAIMERS_REGEX, template.SIGNATURE_REGEX
 
 
 def _cut_reply(text: str) -> str:

@@ -13,22 +13,87 @@ and use CRLF line ends, so they can be stored as an ASCII ``str`` and handed to 
 from __future__ import annotations
 
 import binascii
+import functools
+import io
+import random
 import re
 import secrets
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from email import policy
 from email.errors import HeaderParseError
-from email.headerregistry import Address
+from email.generator import BytesGenerator
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.policy import EmailPolicy
+from email.utils import format_datetime
+from typing import Any
 from urllib.parse import quote
 
 from mailer.render import KINDS, KindSpec, Rendered
 from mailer.settings import MailSettings
 from matcher.model import Notice
 
+
+class _HeaderRegistry(HeaderRegistry):
+    """The email package's header registry, minus two costs that dominated building an email.
+
+    The stock registry creates a new class for every header it builds (``type(...)`` per call);
+    here each header name's class is made once. And header objects are immutable, so each distinct
+    (name, text) pair is built once: the From, List-Id, Auto-Submitted, Content-Type... headers
+    that every email repeats are parsed a single time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+        self._from_text = functools.lru_cache(maxsize=2048)(super().__call__)
+        self._from_addresses = functools.lru_cache(maxsize=2048)(self._addresses_header)
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+    def __call__(self, name: str, value: Any) -> BaseHeader:
+        if type(value) is str:
+            return self._from_text(name, value)
+        if type(value) is Address:
+            value = (value,)  # what AddressHeader.parse makes of a single address
+        if type(value) is tuple and all(type(a) is Address for a in value):
+            # An address header is fully given by its addresses' parts (From, Reply-To repeat).
+            parts = tuple((a.display_name, a.username, a.domain) for a in value)
+            return self._from_addresses(name, parts)
+        return super().__call__(name, value)
+
+    def _addresses_header(self, name: str, parts: tuple[tuple[str, str, str], ...]) -> BaseHeader:
+        addresses = tuple(Address(display_name=d, username=u, domain=h) for d, u, h in parts)
+        return super().__call__(name, addresses)
+
+
+class _SmtpPolicy(EmailPolicy):
+    """Folds each header object once: a header shared by thousands of emails (see
+    _HeaderRegistry) is not re-folded for each. Folding depends only on the header and on the
+    line length, line separator and utf8 setting, which key the remembered result."""
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if not hasattr(value, "name"):
+            return super().fold_binary(name, value)
+        key = (self.linesep, self.max_line_length, self.utf8)
+        remembered = value.__dict__.get(_FOLDED)
+        if remembered is not None and remembered[0] == key:
+            return remembered[1]
+        folded = super().fold_binary(name, value)
+        value.__dict__[_FOLDED] = (key, folded)
+        return folded
+
+
+_FOLDED = "_unmentoring_folded"
 # CRLF line ends for SMTP, 7-bit transfer encodings so the stored text is plain ASCII, no SMTPUTF8.
-POLICY = policy.SMTP.clone(cte_type="7bit", utf8=False)
+POLICY = _SmtpPolicy(
+    linesep="\r\n", cte_type="7bit", utf8=False, header_factory=_HeaderRegistry()
+)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 KIND_HEADER = "X-UnMentoring-Kind"
 MAX_7BIT_LINE = 78
@@ -56,35 +121,153 @@ def compose(
         raise ComposeError(f"{kind}: the Date needs a timezone-aware time, got {now!r}")
     names = _display_names(notice)
     msg = EmailMessage(policy=POLICY)
-    msg["Subject"] = _one_line(rendered.subject)
+    set_header(msg, "Subject", _one_line(rendered.subject))
     msg["From"] = Address(
         display_name=clean_display_name(settings.programme_name),
         addr_spec=settings.programme_address,
     )
-    msg["To"] = _addresses(kind, "To", notice.to, names)
-    msg["Reply-To"] = _addresses(
-        kind, "Reply-To", notice.reply_to or [settings.programme_address], names
+    set_header(msg, "To", _addresses(kind, "To", notice.to, names))
+    set_header(
+        msg,
+        "Reply-To",
+        _addresses(kind, "Reply-To", notice.reply_to or [settings.programme_address], names),
     )
-    msg["Date"] = now
-    msg["Message-ID"] = f"<{_check_message_id(kind, message_id)}>"
+    set_header(msg, "Date", now)
+    set_header(msg, "Message-ID", f"<{_check_message_id(kind, message_id)}>")
     if notice.in_reply_to:
-        msg["In-Reply-To"] = f"<{_check_message_id(kind, notice.in_reply_to)}>"
+        set_header(msg, "In-Reply-To", f"<{_check_message_id(kind, notice.in_reply_to)}>")
     references = [_check_message_id(kind, r) for r in notice.references]
     if notice.in_reply_to and not references:
         references = [_check_message_id(kind, notice.in_reply_to)]
     if references:
-        msg["References"] = " ".join(f"<{r}>" for r in references)
-    msg["Auto-Submitted"] = "auto-replied" if notice.auto_reply else "auto-generated"
-    msg["List-Id"] = f"<{settings.list_id}>"
-    msg["List-Unsubscribe"] = list_unsubscribe(settings.programme_address, notice.unsubscribe_token)
-    msg[KIND_HEADER] = kind
+        set_header(msg, "References", " ".join(f"<{r}>" for r in references))
+    set_header(msg, "Auto-Submitted", "auto-replied" if notice.auto_reply else "auto-generated")
+    set_header(msg, "List-Id", f"<{settings.list_id}>")
+    set_header(
+        msg,
+        "List-Unsubscribe",
+        list_unsubscribe(settings.programme_address, notice.unsubscribe_token),
+    )
+    set_header(msg, KIND_HEADER, kind)
     _set_bodies(msg, kind, rendered, notice.images)
     return msg
 
 
+def set_header(msg: EmailMessage, name: str, value: str | tuple[Address, ...] | datetime) -> None:
+    """``msg[name] = value`` for a header this module builds, stored as its finished line when
+    the value is plain.
+
+    A header object costs a parse when set and a fold when written; for a short value made of
+    plain ASCII words (and addresses of plain atoms) the fold gives back ``name: value`` exactly
+    (tests/test_compose.py checks it against the email package), so that line is stored as is.
+    Anything else (non-ASCII, quoting, encoded words, long lines) goes through the email package.
+    """
+    text = plain_header_text(name, value)
+    if text is None:
+        msg[name] = value
+    else:
+        msg.set_raw(name, text)
+
+
+def plain_header_text(name: str, value: str | tuple[Address, ...] | datetime) -> str | None:
+    """The text of ``name: text`` when the email package would write the header as exactly that
+    one line; None when it might do anything else."""
+    kind = name.lower()
+    if isinstance(value, datetime):
+        if kind != "date" or value.tzinfo is None:
+            return None
+        text = format_datetime(value)  # what the Date header holds and writes
+    elif isinstance(value, tuple):
+        if kind not in ("to", "reply-to") or not all(_plain_address(a) for a in value):
+            return None
+        text = ", ".join(str(a) for a in value)
+    elif kind in _STRUCTURED_HEADERS:
+        return None
+    else:
+        text = value
+        plain = (
+            _PLAIN_ID
+            if kind == "message-id"
+            else _PLAIN_IDS
+            if kind in ("in-reply-to", "references")
+            else _PLAIN_WORDS
+        )
+        if not plain.fullmatch(text):
+            return None
+    if len(name) + 2 + len(text) > MAX_7BIT_LINE or "=?" in text:
+        return None
+    return text
+
+
+def _plain_address(address: Address) -> bool:
+    return bool(
+        type(address) is Address
+        and (not address.display_name or _PLAIN_PHRASE.fullmatch(address.display_name))
+        and _DOT_ATOM.fullmatch(address.username)
+        and _DOT_ATOM.fullmatch(address.domain)
+    )
+
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PHRASE = re.compile(rf"{_ATEXT}(?: {_ATEXT})*")
+_DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+_PLAIN_ADDR_SPEC = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*")
+_PLAIN_WORDS = re.compile(r"[!-~]+(?: [!-~]+)*")  # printable ASCII, single spaces
+_ONE_ID = rf"<{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>"
+_PLAIN_ID = re.compile(_ONE_ID)
+_PLAIN_IDS = re.compile(rf"{_ONE_ID}(?: {_ONE_ID})*")
+# Headers the email package parses with a grammar of its own (addresses, dates, MIME...).
+_STRUCTURED_HEADERS = frozenset(
+    {
+        "date",
+        "from",
+        "sender",
+        "to",
+        "cc",
+        "bcc",
+        "reply-to",
+        "mime-version",
+        "content-type",
+        "content-disposition",
+        "content-transfer-encoding",
+    }
+)
+
+
 def message_bytes(msg: EmailMessage) -> bytes:
-    """The message as it goes on the wire: CRLF, 7-bit."""
-    return msg.as_bytes(policy=POLICY)
+    """The message as it goes on the wire: CRLF, 7-bit (what ``msg.as_bytes(policy=POLICY)``
+    gives, a little faster)."""
+    out = io.BytesIO()
+    _Generator(out, mangle_from_=False, policy=POLICY).flatten(msg)
+    return out.getvalue()
+
+
+class _Generator(BytesGenerator):
+    """BytesGenerator without a regular expression compiled per multipart boundary.
+
+    The stock generator checks that a new (random) boundary occurs nowhere in the parts with a
+    regex made for that boundary, which is never in the regex cache: that compilation cost more
+    than writing the parts. A plain substring test gives the same answer when the boundary is
+    absent (the regex needs the substring to match); only a text that holds it takes the stock
+    path, with the same boundary."""
+
+    @classmethod
+    def _make_boundary(cls, text: Any = None) -> str:
+        token = random.randrange(sys.maxsize)
+        boundary = "=" * 15 + f"{token:0{_BOUNDARY_DIGITS}d}" + "=="
+        if text is None:
+            return boundary
+        marker = "--" + boundary
+        if (marker.encode("ascii") if isinstance(text, bytes) else marker) not in text:
+            return boundary
+        candidate, counter = boundary, 0
+        while cls._compile_re("^--" + re.escape(candidate) + "(--)?$", re.MULTILINE).search(text):
+            candidate = f"{boundary}.{counter}"
+            counter += 1
+        return candidate
+
+
+_BOUNDARY_DIGITS = len(repr(sys.maxsize - 1))  # as email.generator pads its boundary tokens
 
 
 def list_unsubscribe(address: str, token: str) -> str:
@@ -104,13 +287,24 @@ def address_of(kind: str, addr_spec: str, display_name: str = "") -> Address:
     if not text or _CONTROL.search(text):
         raise ComposeError(f"{kind}: invalid email address {addr_spec!r}")
     try:
-        address = Address(display_name=clean_display_name(display_name), addr_spec=text)
+        address = _address(clean_display_name(display_name), text)
     except (ValueError, IndexError, HeaderParseError) as exc:
         raise ComposeError(f"{kind}: invalid email address {addr_spec!r} ({exc})") from None
     if not address.username or not address.domain or not text.isascii():
         # Non-ASCII addresses need SMTPUTF8, which this 7-bit mailer does not speak.
         raise ComposeError(f"{kind}: unsupported email address {addr_spec!r}")
     return address
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(display_name: str, addr_spec: str) -> Address:
+    """Address objects are immutable: the programme's own address is made once. A plain
+    local@domain (dot-atoms, as nearly every address is) is split rather than parsed: the parser
+    reads it as exactly those two parts (tests/test_compose.py checks)."""
+    if _PLAIN_ADDR_SPEC.fullmatch(addr_spec):
+        username, _, domain = addr_spec.rpartition("@")
+        return Address(display_name=display_name, username=username, domain=domain)
+    return Address(display_name=display_name, addr_spec=addr_spec)
 
 
 def normalise_recipients(kind: str, addresses: Iterable[str]) -> list[str]:

@@ -126,6 +126,29 @@ def test_mark_processed_moves_to_a_created_folder(imap_account: ImapAccount) -> 
     assert state[source._settings.state_key] == {"uidvalidity": uidvalidity, "last_uid": 1}
 
 
+def test_mark_processed_many_moves_them_in_one_go_and_advances_the_state(
+    imap_account: ImapAccount,
+) -> None:
+    delivered = [message(n) for n in range(4)]
+    imap_account.deliver_many(delivered)
+    state: dict = {}
+    source, _ = open_source(imap_account, state)
+    key = source._settings.state_key
+    with source:
+        one, two, three, four = source.fetch_new()
+        uidvalidity = int(one.ref.split(":")[0])
+        stale = f"{uidvalidity + 1}:2"  # another UIDVALIDITY: names some other message
+        source.mark_processed_many([one.ref, two.ref, four.ref, stale])
+        assert state[key] == {"uidvalidity": uidvalidity, "last_uid": 2}
+        assert [item.ref for item in source.fetch_new()] == [three.ref]
+        source.mark_processed_many([three.ref])
+        assert state[key]["last_uid"] == 4
+
+    # moved in two goes: the first three, then the one left
+    assert imap_account.list_folder("Processed") == [delivered[i] for i in (0, 1, 3, 2)]
+    assert imap_account.list_folder() == []
+
+
 def test_quarantine_moves_to_the_quarantine_folder(imap_account: ImapAccount) -> None:
     poison, fine = message(1), message(2)
     imap_account.deliver(poison)

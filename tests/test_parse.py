@@ -3,6 +3,7 @@ staying total and fast on malformed and huge input."""
 
 from __future__ import annotations
 
+import email.policy
 import os
 import random
 import time
@@ -123,6 +124,58 @@ def test_headers_map_lowercase_names_to_first_value():
     headers = parse_message(raw).headers
     assert headers["received"] == "one"
     assert headers["x-custom"] == "Value"
+
+
+_ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
+_ATOM = st.text(alphabet=_ATEXT, min_size=1, max_size=6)
+_DOT_ATOM = st.lists(_ATOM, min_size=1, max_size=3).map(".".join)
+_PLAIN = st.tuples(
+    st.lists(_ATOM, max_size=3).map(" ".join), _DOT_ATOM, _DOT_ATOM
+).map(lambda parts: f"{parts[0]} <{parts[1]}@{parts[2]}>" if parts[0] else f"{parts[1]}@{parts[2]}")
+_NEAR_MISS = st.text(alphabet=_ATEXT + ' .@<>"(),;:\\\té=?', max_size=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_PLAIN, _NEAR_MISS))
+def test_the_sender_is_read_as_the_email_package_reads_from(value):
+    """Plain "Name <local@domain>" values take a shortcut past the header parser: whatever the
+    value, the sender must be what the email package reads (its first usable address)."""
+    try:
+        header = email.policy.default.header_factory("from", value)
+    except Exception:
+        return  # the parser gives up: another reading (getaddresses) applies
+    readings = [
+        (a.display_name, canonical_address(a.addr_spec))
+        for a in header.addresses
+        if canonical_address(a.addr_spec)
+    ]
+    if not header.addresses:
+        return  # the parser found nothing: another reading (getaddresses) applies
+    parsed = parse_message(f"From: {value}\r\nSubject: x\r\n\r\nmet\r\n".encode())
+    expected = readings[0] if readings else ("", "")
+    assert (parsed.sender_name, parsed.sender) == (expected[0].strip(), expected[1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["Subject", "Auto-Submitted", "X-Autoreply", "Precedence", "Content-Type"]),
+    st.one_of(
+        st.text(alphabet=[chr(c) for c in range(32, 127)] + ["\t", "é", "€"], max_size=40),
+        st.sampled_from(
+            ["=?utf-8?q?Caf=C3=A9?=", "Re: =?iso-8859-1?q?R=E9ponse?= ok", "=?UTF-8?B?w6k=?= x"]
+        ),
+    ),
+)
+def test_header_values_are_decoded_as_the_email_package_decodes_them(name, value):
+    """Plain text values are read without the header parser: the result must be the same."""
+    try:
+        expected = str(email.policy.default.header_factory(name.lower(), value))
+    except Exception:
+        expected = value  # what the reader falls back to
+    raw = f"From: a@example.org\r\n{name}: {value}\r\n\r\nmet\r\n".encode()
+    headers = parse_message(raw).headers
+    if name.lower() in headers:
+        assert headers[name.lower()] == expected.strip()
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import mailbox
+import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -16,14 +18,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inbox.apply
+from inbox.classify import classify
 from inbox.parse import parse_message
 from inbox.process import (
     EXPIRED_TOKENS_KEPT_DAYS,
     PollReport,
+    ReadAhead,
     describe_error,
     process_source,
+    read_message,
 )
 from inbox.settings import InboxSettings, inbox_settings_from_config
+from inbox.sources.base import Incoming
 from inbox.sources.maildir import MaildirSource
 from mailer.outbox import Outbox
 from mailer.render import Renderer
@@ -415,6 +421,166 @@ def test_a_failure_to_queue_rolls_the_message_back(box: Harness, tmp_path: Path)
     assert [n.kind for n in queue.notices] == ["confirm_join"]
     assert box.member("ann@example.org").status is MemberStatus.PENDING
     assert maildir_count(maildir_path / ".Processed") == 1
+
+
+# -- batches: one transaction each, notices queued once, read ahead in workers
+
+
+def fill_maildir(path: Path, raws: list[bytes]) -> MaildirSource:
+    drop = mailbox.Maildir(path)
+    for raw in raws:
+        drop.add(raw)
+    return MaildirSource(path)
+
+
+def mixed_mail(count: int) -> list[bytes]:
+    """Joins, helps, and the corpus' machine mail (new Message-IDs so none is a duplicate)."""
+    machine = [data_file(name) for name in machine_files()]
+    raws = []
+    for n in range(count):
+        if n % 3 == 0:
+            raws.append(with_message_id(machine[n % len(machine)], f"m{n}@mx.example"))
+        elif n % 3 == 1:
+            raws.append(make_message(f"person{n}@example.org", "join", message_id=f"j{n}@x.org"))
+        else:
+            raws.append(make_message(f"person{n}@example.org", "what is this?", message_id=f"h{n}@x"))
+    return raws
+
+
+class Recorder:
+    """Records each queue_notices call (one per committed batch)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[Notice]] = []
+
+    def __call__(self, notices: list[Notice]) -> None:
+        self.calls.append(list(notices))
+
+    @property
+    def notices(self) -> list[Notice]:
+        return [n for call in self.calls for n in call]
+
+
+def test_a_poll_applies_a_batch_in_one_transaction_and_queues_its_notices_once(
+    box: Harness, tmp_path: Path
+) -> None:
+    source = fill_maildir(
+        tmp_path / "inbox", [make_message(f"p{n}@example.org", "join") for n in range(5)]
+    )
+    queue = Recorder()
+    report = process_source(
+        source, box.store, box.processor, queue, logging.getLogger("t"), batch_size=2
+    )
+    assert report == PollReport(applied=5)
+    assert [len(call) for call in queue.calls] == [2, 2, 1]
+    assert maildir_count(tmp_path / "inbox" / ".Processed") == 5
+
+
+def test_the_daily_reply_cap_holds_within_a_batch(box: Harness, tmp_path: Path) -> None:
+    raws = [make_message("ann@example.org", f"help {n}") for n in range(12)]
+    queue = Recorder()
+    source = fill_maildir(tmp_path / "inbox", raws)
+    report = process_source(source, box.store, box.processor, queue, logging.getLogger("t"))
+    assert report == PollReport(applied=12)
+    assert len(queue.calls) == 1 and len(queue.notices) == 10
+    counts = box.store.get_meta("inbox_reply_counts")
+    assert list(counts["counts"].values()) == [10]
+
+
+def test_a_stop_request_finishes_the_batch_in_hand_and_starts_no_other(
+    box: Harness, tmp_path: Path
+) -> None:
+    source = fill_maildir(
+        tmp_path / "inbox", [make_message(f"p{n}@example.org", "join") for n in range(5)]
+    )
+    asked = iter([False, False, True, True, True, True])
+    report = process_source(
+        source,
+        box.store,
+        box.processor,
+        Recorder(),
+        logging.getLogger("t"),
+        batch_size=2,
+        should_stop=lambda: next(asked),
+    )
+    assert report == PollReport(applied=2)
+    assert maildir_count(tmp_path / "inbox") == 3
+
+
+def read_poll(tmp_path: Path, raws: list[bytes], ahead: ReadAhead) -> tuple[PollReport, list, list]:
+    """Poll ``raws`` into a fresh programme: the report, the notices, what the store remembers."""
+    harness = make_harness(tmp_path)
+    try:
+        harness.join("member@example.org")
+        queue = Recorder()
+        source = fill_maildir(tmp_path / "inbox", raws)
+        report = process_source(
+            source,
+            harness.store,
+            harness.processor,
+            queue,
+            logging.getLogger("t"),
+            batch_size=16,
+            read_ahead=ahead,
+        )
+        ours = {parse_message(raw).message_id for raw in raws}
+        remembered = sorted(
+            (p.key, p.status, p.summary)
+            for p in harness.store.all(ProcessedMessage)
+            if p.key in ours
+        )
+        return report, [(n.kind, n.to) for n in queue.notices], remembered
+    finally:
+        harness.store.close()
+
+
+def test_a_worker_process_reads_messages_as_they_are_read_in_process(box: Harness) -> None:
+    raws = mixed_mail(40) + [b"", b"\x00garbage", data_file("malformed-broken-mime.eml")]
+    incoming = [Incoming(ref=str(n), raw=raw) for n, raw in enumerate(raws)]
+    ahead = ReadAhead(min_messages=10, chunk=7, ahead_messages=20, workers=1, steal=False)
+    pairs = list(ahead.readings(incoming, box.settings))
+    assert [item for item, _ in pairs] == incoming
+    for item, reading in pairs:
+        assert reading is not None, f"message {item.ref} was not read by the worker"
+        here = read_message(item.raw, box.settings.max_message_bytes)
+        found = classify(item.raw, here.parsed, own_addresses=box.settings.own_addresses)
+        assert (reading.key, reading.too_large) == (here.key, here.too_large)
+        assert reading.parsed == here.parsed and reading.parsed.text == here.parsed.text
+        assert reading.classification == replace(found, command=None)
+
+
+def test_reading_ahead_in_a_worker_process_changes_nothing(tmp_path: Path) -> None:
+    raws = mixed_mail(60)
+    in_process = read_poll(tmp_path / "a", raws, ReadAhead(workers=0))
+    ahead = read_poll(
+        tmp_path / "b", raws, ReadAhead(min_messages=20, chunk=7, ahead_messages=25, workers=1)
+    )
+    assert in_process == ahead
+    assert in_process[0].total == 60 and in_process[0].applied >= 40
+
+
+def dying_reader(raws: list[bytes], max_message_bytes: int, own: frozenset[str]) -> list:
+    os._exit(3)  # a worker killed mid-task (out of memory, a signal...)
+
+
+def failing_reader(raws: list[bytes], max_message_bytes: int, own: frozenset[str]) -> list:
+    raise RuntimeError("simulated bug in the worker")
+
+
+@pytest.mark.parametrize("reader", [dying_reader, failing_reader])
+def test_messages_a_worker_cannot_read_are_read_in_process(
+    tmp_path: Path, reader: Callable[..., list], caplog: pytest.LogCaptureFixture
+) -> None:
+    raws = mixed_mail(30)
+    in_process = read_poll(tmp_path / "a", raws, ReadAhead(workers=0))
+    with caplog.at_level(logging.WARNING, logger="inbox.process"):
+        broken = read_poll(
+            tmp_path / "b",
+            raws,
+            ReadAhead(min_messages=10, chunk=5, ahead_messages=10, workers=1, reader=reader),
+        )
+    assert broken == in_process
+    assert "reading in-process" in caplog.text or "could not read" in caplog.text
 
 
 # -- the contract with the mailer

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from inbox.apply import count_permanent_bounces
-from inbox.process import process_source
+from inbox.process import mark_all_processed, process_source
 from inbox.sources.base import Incoming, Source
 from unmentoring.app import App
 
@@ -31,7 +31,8 @@ class TickReport:
 
 
 class StoppableSource:
-    """A Source that stops yielding once asked to stop: the message in hand is finished, none is started."""
+    """A Source that stops fetching once asked to stop; ``process_source``, asked too, finishes and
+    commits the batch in hand and starts no other message."""
 
     def __init__(self, source: Source, should_stop: ShouldStop) -> None:
         self._source = source
@@ -46,6 +47,9 @@ class StoppableSource:
     def mark_processed(self, ref: str) -> None:
         self._source.mark_processed(ref)
 
+    def mark_processed_many(self, refs: list[str]) -> None:
+        mark_all_processed(self._source, refs)
+
     def quarantine(self, ref: str) -> None:
         self._source.quarantine(ref)
 
@@ -55,7 +59,12 @@ class StoppableSource:
 
 def poll_inbox(app: App, source: Source, should_stop: ShouldStop = never):  # noqa: ANN201 - PollReport
     report = process_source(
-        StoppableSource(source, should_stop), app.store, app.processor, app.outbox.queue_many, log
+        StoppableSource(source, should_stop),
+        app.store,
+        app.processor,
+        app.outbox.queue_many,
+        log,
+        should_stop=should_stop,
     )
     return report
 

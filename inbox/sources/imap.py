@@ -146,10 +146,14 @@ class ImapSource:
                 yield Incoming(ref=f"{uidvalidity}:{uid}", raw=raw)
 
     def mark_processed(self, ref: str) -> None:
-        self._move(ref, self._settings.processed_folder)
+        self._move([ref], self._settings.processed_folder)
+
+    def mark_processed_many(self, refs: list[str]) -> None:
+        """``mark_processed`` for many messages with one UID MOVE (and one state save)."""
+        self._move(refs, self._settings.processed_folder)
 
     def quarantine(self, ref: str) -> None:
-        self._move(ref, self._settings.quarantine_folder)
+        self._move([ref], self._settings.quarantine_folder)
 
     def close(self) -> None:
         self._drop_connection(polite=True)
@@ -176,11 +180,11 @@ class ImapSource:
         # A fresh dict each time: the caller may persist on assignment only.
         self._state[self._settings.state_key] = {"uidvalidity": uidvalidity, "last_uid": last_uid}
 
-    def _mark_done(self, uid: int) -> None:
-        if uid not in self._pending:
-            return  # from an older scan: the current one never saw it, nothing to advance
-        self._pending.discard(uid)
-        self._done.add(uid)
+    def _mark_done(self, uids: list[int]) -> None:
+        for uid in uids:
+            if uid in self._pending:  # else from an older scan: nothing to advance
+                self._pending.discard(uid)
+                self._done.add(uid)
         while self._outstanding and self._outstanding[0] in self._done:
             self._done.discard(self._outstanding.popleft())
         # UIDs only grow, so every UID below the first outstanding one that the scan did not
@@ -206,34 +210,41 @@ class ImapSource:
         self._scan_max = max(uids[-1] if uids else 0, self._selected_uidnext - 1)
         return uids, uidvalidity
 
-    def _move(self, ref: str, folder: str) -> None:
-        ref_uidvalidity, uid = _parse_ref(ref)
+    def _move(self, refs: list[str], folder: str) -> None:
+        parsed = [_parse_ref(ref) for ref in refs]  # all checked before anything moves
+        if not parsed:
+            return
 
-        def move(client: IMAPClient, uidvalidity: int) -> bool:
-            if ref_uidvalidity != uidvalidity:
-                # UIDs of another UIDVALIDITY name other messages now: moving would hit the
-                # wrong one. The rescan returns the message under a new ref.
+        def move(client: IMAPClient, uidvalidity: int) -> list[int]:
+            # UIDs of another UIDVALIDITY name other messages now: moving would hit the wrong
+            # ones. The rescan returns those messages under new refs.
+            stale = [ref for ref, (v, _) in zip(refs, parsed, strict=True) if v != uidvalidity]
+            if stale:
                 log.warning(
                     "IMAP %s: not moving %s, the folder's UIDVALIDITY is now %s",
                     self._settings.state_key,
-                    ref,
+                    ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else ""),
                     uidvalidity,
                 )
-                return False
+            uids = [uid for v, uid in parsed if v == uidvalidity]
+            if not uids:
+                return []
             self._ensure_folder(client, folder)
             if self._supports_move(client):
-                client.move([uid], folder)
+                client.move(uids, folder)
             else:
-                client.copy([uid], folder)
-                client.add_flags([uid], [DELETED], silent=True)
+                client.copy(uids, folder)
+                client.add_flags(uids, [DELETED], silent=True)
                 if client.has_capability("UIDPLUS"):
-                    client.uid_expunge([uid])
+                    client.uid_expunge(uids)
                 else:  # without UIDPLUS only a full EXPUNGE exists
                     client.expunge()
-            return True
+            return uids
 
-        if self._with_retry(f"move of message {ref} to {folder!r}", move):
-            self._mark_done(uid)
+        what = f"move of message {refs[0]}" if len(refs) == 1 else f"move of {len(refs)} messages"
+        moved = self._with_retry(f"{what} to {folder!r}", move)
+        if moved:
+            self._mark_done(moved)
 
     def _supports_move(self, client: IMAPClient) -> bool:
         return client.has_capability("MOVE")
