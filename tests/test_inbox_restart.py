@@ -224,15 +224,6 @@ def test_uidvalidity_change_between_polls_refetches_everything_but_applies_each_
     assert ids_in(imap_account, "Processed") == join_ids("ann", "ann", "bob", "bob", "cat")
 
 
-# Not strict: whether Dovecot drops the stale session itself ("IMAP session state is
-# inconsistent, please relogin", after which the source reconnects and all is well) is a race.
-@pytest.mark.xfail(
-    strict=False,
-    reason="BUG (inbox/sources/imap.py): a connection kept open between polls never re-selects "
-    "the folder, so a folder recreated meanwhile (new UIDVALIDITY) is not noticed; Dovecot's "
-    "session then often finds no messages at all (NOOP answers 'NO Internal error') until a "
-    "reconnect.",
-)
 def test_uidvalidity_change_under_a_connection_kept_open_is_noticed_by_the_next_poll(
     dovecot: Dovecot, imap_account: ImapAccount, box: Harness
 ) -> None:
@@ -251,12 +242,6 @@ def test_uidvalidity_change_under_a_connection_kept_open_is_noticed_by_the_next_
     assert imap_account.list_folder(FOLDER) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (inbox/sources/imap.py): when the folder is recreated during a poll, Dovecot "
-    "carries out a later UID MOVE on the live session against the NEW folder, so moving an "
-    "already-applied message files a different, never-applied message instead: it is lost.",
-)
 def test_folder_recreated_mid_poll_loses_no_message(
     dovecot: Dovecot, imap_account: ImapAccount, box: Harness
 ) -> None:

@@ -124,6 +124,7 @@ class ImapSource:
     # -- the Source protocol -----------------------------------------------------------------
 
     def fetch_new(self) -> Iterator[Incoming]:
+        self._reselect()
         uids, uidvalidity = self._with_retry("search for new messages", self._search_new)
         self._outstanding = deque(uids)
         self._pending = set(uids)
@@ -198,9 +199,6 @@ class ImapSource:
     # -- operations (run inside _with_retry) -------------------------------------------------
 
     def _search_new(self, client: IMAPClient, uidvalidity: int) -> tuple[list[int], int]:
-        # On a connection kept open between polls, Dovecot reports newly delivered mail to SEARCH only
-        # after the client has given it a chance to announce it (any command; NOOP is the cheapest).
-        client.noop()
         _, last_uid = self._load_state()
         # "N:*" always matches the highest UID, even when it is below N.
         found = client.search(["UID", f"{last_uid + 1}:*"])
@@ -214,6 +212,7 @@ class ImapSource:
         parsed = [_parse_ref(ref) for ref in refs]  # all checked before anything moves
         if not parsed:
             return
+        self._reselect()
 
         def move(client: IMAPClient, uidvalidity: int) -> list[int]:
             # UIDs of another UIDVALIDITY name other messages now: moving would hit the wrong
@@ -312,6 +311,16 @@ class ImapSource:
             except imaplib.IMAP4.error as exc:  # the server answered NO or BAD
                 raise ImapError(settings, f"{what} refused: {_text(exc)}") from exc
         raise AssertionError("unreachable: the loop returns or raises")
+
+    def _reselect(self) -> None:
+        """SELECT the folder again on the next operation, even on a connection kept open.
+
+        A session keeps the folder it selected: if the folder was deleted and made again meanwhile (a new
+        UIDVALIDITY), Dovecot runs SEARCH and UID MOVE against the new folder while the old session's state
+        is stale, so a move could file a message that was never applied. SELECT tells us the folder's
+        UIDVALIDITY now (and, unlike NOOP, reliably shows mail delivered since the last poll).
+        """
+        self._selected_uidvalidity = None
 
     def _ensure_selected(self) -> tuple[IMAPClient, int]:
         if self._client is None:
