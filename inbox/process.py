@@ -464,6 +464,7 @@ class _Workers:
         self._settings = settings
         self._steal = steal
         self._broken = False
+        self._started = False  # a result came back: the workers are up
 
     def submit(self, chunk: list[Incoming]) -> Future[list[Reading | None]] | None:
         if self._broken:
@@ -485,7 +486,12 @@ class _Workers:
         """The readings of a chunk; all None (read in-process) when the workers failed, or had not
         started on it yet: the processor then reads it itself rather than wait (while the workers
         start, or when they fall behind)."""
-        if future is not None and not self._broken and not (self._steal and future.cancel()):
+        if future is not None and self._steal and not future.done():
+            # Until the workers are up (a worker takes ~0.3 s to start) the processor does not
+            # wait for them; after that, only for a chunk they have already started.
+            if future.cancel() or not self._started:
+                return [None] * count
+        if future is not None and not self._broken:
             try:
                 readings = future.result()
             except BrokenProcessPool as exc:
@@ -493,6 +499,7 @@ class _Workers:
             except Exception as exc:  # the reader failed, or its result would not pickle
                 log.warning("a worker could not read %d messages (%s)", count, describe_error(exc))
             else:
+                self._started = True
                 if len(readings) == count:
                     return readings
         return [None] * count

@@ -549,11 +549,14 @@ def test_a_worker_process_reads_messages_as_they_are_read_in_process(box: Harnes
         assert reading.classification == replace(found, command=None)
 
 
-def test_reading_ahead_in_a_worker_process_changes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("steal", [False, True])
+def test_reading_ahead_in_a_worker_process_changes_nothing(tmp_path: Path, steal: bool) -> None:
     raws = mixed_mail(60)
     in_process = read_poll(tmp_path / "a", raws, ReadAhead(workers=0))
     ahead = read_poll(
-        tmp_path / "b", raws, ReadAhead(min_messages=20, chunk=7, ahead_messages=25, workers=1)
+        tmp_path / "b",
+        raws,
+        ReadAhead(min_messages=20, chunk=7, ahead_messages=25, workers=1, steal=steal),
     )
     assert in_process == ahead
     assert in_process[0].total == 60 and in_process[0].applied >= 40
@@ -577,7 +580,9 @@ def test_messages_a_worker_cannot_read_are_read_in_process(
         broken = read_poll(
             tmp_path / "b",
             raws,
-            ReadAhead(min_messages=10, chunk=5, ahead_messages=10, workers=1, reader=reader),
+            ReadAhead(
+                min_messages=10, chunk=5, ahead_messages=10, workers=1, steal=False, reader=reader
+            ),
         )
     assert broken == in_process
     assert "reading in-process" in caplog.text or "could not read" in caplog.text
