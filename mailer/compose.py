@@ -91,8 +91,9 @@ class _SmtpPolicy(EmailPolicy):
 
 _FOLDED = "_unmentoring_folded"
 # CRLF line ends for SMTP, 7-bit transfer encodings so the stored text is plain ASCII, no SMTPUTF8.
+# Lines set raw (set_raw) are written as they are: this module only sets raw lines it has checked.
 POLICY = _SmtpPolicy(
-    linesep="\r\n", cte_type="7bit", utf8=False, header_factory=_HeaderRegistry()
+    linesep="\r\n", cte_type="7bit", utf8=False, header_factory=_HeaderRegistry(), refold_source="none"
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 KIND_HEADER = "X-UnMentoring-Kind"
@@ -143,11 +144,13 @@ def compose(
         set_header(msg, "References", " ".join(f"<{r}>" for r in references))
     set_header(msg, "Auto-Submitted", "auto-replied" if notice.auto_reply else "auto-generated")
     set_header(msg, "List-Id", f"<{settings.list_id}>")
-    set_header(
-        msg,
-        "List-Unsubscribe",
-        list_unsubscribe(settings.programme_address, notice.unsubscribe_token),
-    )
+    unsubscribe = list_unsubscribe(settings.programme_address, notice.unsubscribe_token)
+    if _PLAIN_WORDS.fullmatch(unsubscribe) and len(unsubscribe) < 900:
+        # A URI with no spaces: folding it at 78 characters would turn it into encoded words that no
+        # mail client reads as a link, and RFC 5322 allows header lines up to 998 characters.
+        msg.set_raw("List-Unsubscribe", unsubscribe)
+    else:
+        set_header(msg, "List-Unsubscribe", unsubscribe)
     set_header(msg, KIND_HEADER, kind)
     _set_bodies(msg, kind, rendered, notice.images)
     return msg

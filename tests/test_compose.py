@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 from datetime import UTC, datetime
@@ -313,3 +314,13 @@ def test_recipient_addresses_are_read_as_the_email_package_reads_them(addr_spec:
     except Exception:
         return  # refused either way (ComposeError): covered by the tests above
     assert address_of("welcome", addr_spec, "Ann") == expected
+
+
+def test_list_unsubscribe_stays_a_usable_mailto_link_for_a_long_programme_address() -> None:
+    settings = dataclasses.replace(SETTINGS, programme_address="coffee-roulette@unmentoring.example.org")
+    notice = welcome(unsubscribe_token="a" * 32)
+    rendered = RENDERER.render(notice.kind, notice.values, to=notice.to)
+    raw = message_bytes(compose(notice, rendered, settings, now=NOW, message_id="id@example.org"))
+    expected = f"<mailto:coffee-roulette@unmentoring.example.org?subject=leave%20{'a' * 32}>"
+    assert f"List-Unsubscribe: {expected}".encode() in raw, "one unfolded, unencoded line"
+    assert parse(raw)["List-Unsubscribe"] == expected
