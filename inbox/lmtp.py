@@ -85,6 +85,30 @@ class Trace:
     received_at: str  # RFC 5322 date
     delivery_id: str
 
+    @classmethod
+    def of_session(
+        cls,
+        envelope: Envelope,
+        session: Session,
+        recipient: str,
+        *,
+        by_host: str,
+        protocol: str,
+        received_at: str,
+        delivery_id: str,
+    ) -> Trace:
+        """The trace of one recipient's copy, from what the SMTP or LMTP dialogue told us."""
+        return cls(
+            mail_from=envelope.mail_from or "",
+            recipient=recipient,
+            helo=session.host_name or "",
+            peer=str(session.peer[0]) if session.peer else "",
+            by_host=by_host,
+            protocol=protocol,
+            received_at=received_at,
+            delivery_id=delivery_id,
+        )
+
 
 def trace_headers(trace: Trace, linesep: bytes) -> bytes:
     """Return-Path, Delivered-To and Received lines, built by the email package.
@@ -312,11 +336,10 @@ class _LmtpHandler(EnvelopeSenderCheck):
         for recipient in envelope.rcpt_tos:
             key = recipient.lower()
             if key not in delivered:
-                trace = Trace(
-                    mail_from=envelope.mail_from or "",
-                    recipient=recipient,
-                    helo=session.host_name or "",
-                    peer=str(session.peer[0]) if session.peer else "",
+                trace = Trace.of_session(
+                    envelope,
+                    session,
+                    recipient,
                     by_host=self._hostname,
                     protocol="LMTP",
                     received_at=received_at,

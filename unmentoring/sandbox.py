@@ -114,11 +114,10 @@ class _SandboxHandler(EnvelopeSenderCheck):
             if recipient.lower() in seen:
                 continue
             seen.add(recipient.lower())
-            trace = Trace(
-                mail_from=envelope.mail_from or "",
-                recipient=recipient,
-                helo=session.host_name or "",
-                peer=str(session.peer[0]) if session.peer else "",
+            trace = Trace.of_session(
+                envelope,
+                session,
+                recipient,
                 by_host=SERVER_HOSTNAME,
                 protocol="ESMTP",
                 received_at=received_at,
