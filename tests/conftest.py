@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from tests.servers import (
     make_server_dir,
     make_tls_files,
 )
+from tests.test_apply import Harness, make_harness
 
 # -- real mail servers (tests/servers.py) --------------------------------------------------------
 
@@ -76,3 +78,13 @@ def make_smtp_sink(test_tls: TlsFiles) -> Iterator[Callable[..., SmtpSink]]:
     finally:
         for sink in started:
             sink.stop()
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[Harness]:
+    """A store and processor for the inbox tests (tests/test_apply.py's harness), closed afterwards."""
+    harness = make_harness(tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.store.close()

@@ -7,7 +7,6 @@ recipient, values) and on the store.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -120,15 +119,6 @@ def make_harness(tmp_path: Path, **settings: object) -> Harness:
         **settings,  # type: ignore[arg-type]
     )
     return Harness(store, clock, inbox_settings, Processor(store, clock, inbox_settings))
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Harness]:
-    harness = make_harness(tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.store.close()
 
 
 def add_round(

@@ -4,7 +4,7 @@ ImapSource, processed into a real store; folders, store and queued notices check
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
@@ -24,19 +24,10 @@ from mailer.settings import MailSettings, SmtpSettings, make_list_id
 from matcher.members import find_member
 from matcher.model import Member, MemberStatus, Notice, OutboxEntry, ProcessedMessage
 from tests.servers import ImapAccount
-from tests.test_apply import ORGANISERS, PROGRAMME, Harness, make_harness, make_message
+from tests.test_apply import ORGANISERS, PROGRAMME, Harness, make_message
 
 MAIL = Path(__file__).parent / "data" / "mail"
 LOG = logging.getLogger("test.inbox")
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Harness]:
-    harness = make_harness(tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.store.close()
 
 
 def imap_settings(account: ImapAccount) -> ImapSettings:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,19 +20,10 @@ from inbox.sources.base import SourceError
 from inbox.sources.imap import ImapError, ImapSettings, ImapSource, backoff_delay
 from matcher.model import Member, Notice, ProcessedMessage
 from tests.servers import Dovecot, ImapAccount
-from tests.test_apply import Harness, make_harness, make_message
+from tests.test_apply import Harness, make_message
 
 LOG = logging.getLogger("test.inbox.restart")
 FOLDER = "Incoming"  # not INBOX: only another folder can be deleted and recreated
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Harness]:
-    harness = make_harness(tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.store.close()
 
 
 def settings_for(account: ImapAccount, folder: str = "INBOX") -> ImapSettings:

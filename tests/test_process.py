@@ -8,7 +8,7 @@ import mailbox
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -52,15 +52,6 @@ from unmentoring.config import load_config
 
 MAIL = Path(__file__).parent / "data" / "mail"
 MACHINE_PREFIXES = ("autoreply-", "bounce-", "dsn-", "list-", "loop-", "mdn-", "noreply-")
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Harness]:
-    harness = make_harness(tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.store.close()
 
 
 def data_file(name: str) -> bytes:
