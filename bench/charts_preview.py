@@ -29,14 +29,54 @@ from mailer.charts import (  # noqa: E402
 )
 
 FIRST_NAMES = (
-    "Ana", "Ben", "Chloé", "Dev", "Ewa", "Farid", "Grace", "Hiro", "Ines", "Jon", "Kemi", "Lars",
-    "Maya", "Nils", "Olu", "Priya", "Quinn", "Rosa", "Sam", "Tariq", "Uma", "Vik", "Wen", "Xavi",
-    "Yara", "Zoe",
+    "Ana",
+    "Ben",
+    "Chloé",
+    "Dev",
+    "Ewa",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jon",
+    "Kemi",
+    "Lars",
+    "Maya",
+    "Nils",
+    "Olu",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tariq",
+    "Uma",
+    "Vik",
+    "Wen",
+    "Xavi",
+    "Yara",
+    "Zoe",
 )
 ORG_WORDS = (
-    "Acme", "Northwind", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne",
-    "Tyrell", "Cyberdyne", "Soylent", "Wonka", "Gringotts", "Aperture", "Oscorp", "Pied Piper",
-    "Dunder", "Monarch", "Massive",
+    "Acme",
+    "Northwind",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Vandelay",
+    "Stark",
+    "Wayne",
+    "Tyrell",
+    "Cyberdyne",
+    "Soylent",
+    "Wonka",
+    "Gringotts",
+    "Aperture",
+    "Oscorp",
+    "Pied Piper",
+    "Dunder",
+    "Monarch",
+    "Massive",
 )
 OUTCOME_WEIGHTS = (("met", 0.62), ("missed", 0.15), ("no_reply", 0.23))
 
@@ -55,28 +95,31 @@ def synthetic_programme(size: int, rounds: int, seed: int) -> dict:
     for i in range(total):
         joined = 0 if rng.random() < 0.45 else rng.randrange(rounds)
         left = rng.randrange(joined + 1, rounds + 1) if rng.random() < 0.13 else None
-        people.append({
-            "id": f"m{i:05d}",
-            "label": f"{FIRST_NAMES[i % len(FIRST_NAMES)]}"
-            + ("" if total <= len(FIRST_NAMES) else f" {chr(65 + (i // len(FIRST_NAMES)) % 26)}."),
-            "org": rng.choices(orgs, org_weights)[0],
-            "joined": joined,
-            "left": left,
-        })
+        people.append(
+            {
+                "id": f"m{i:05d}",
+                "label": f"{FIRST_NAMES[i % len(FIRST_NAMES)]}"
+                + ("" if total <= len(FIRST_NAMES) else f" {chr(65 + (i // len(FIRST_NAMES)) % 26)}."),
+                "org": rng.choices(orgs, org_weights)[0],
+                "joined": joined,
+                "left": left,
+            }
+        )
 
     months, round_edges = [], []
     for month in range(rounds):
-        active = [p for p in people
-                  if p["joined"] <= month and (p["left"] is None or p["left"] > month)]
-        months.append(MonthPoint(
-            month=f"{2026 + month // 12}-{month % 12 + 1:02d}",
-            members=len(active),
-            joins=sum(1 for p in people if p["joined"] == month),
-            leaves=sum(1 for p in people if p["left"] == month),
-        ))
+        active = [p for p in people if p["joined"] <= month and (p["left"] is None or p["left"] > month)]
+        months.append(
+            MonthPoint(
+                month=f"{2026 + month // 12}-{month % 12 + 1:02d}",
+                members=len(active),
+                joins=sum(1 for p in people if p["joined"] == month),
+                leaves=sum(1 for p in people if p["left"] == month),
+            )
+        )
         order = [p["id"] for p in active]
         rng.shuffle(order)
-        groups = [order[i:i + 2] for i in range(0, len(order) - len(order) % 2, 2)]
+        groups = [order[i : i + 2] for i in range(0, len(order) - len(order) % 2, 2)]
         if len(order) % 2 and groups:
             groups[-1].append(order[-1])
         edges = []
@@ -116,17 +159,20 @@ def main() -> int:
     for size in args.members:
         started = time.perf_counter()
         data = synthetic_programme(size, args.rounds, args.seed)
-        print(f"{size} members: synthetic data {time.perf_counter() - started:.2f} s "
-              f"({len(data['round_edges'])} round edges, {len(data['met_edges'])} met pairs)")
+        print(
+            f"{size} members: synthetic data {time.perf_counter() - started:.2f} s "
+            f"({len(data['round_edges'])} round edges, {len(data['met_edges'])} met pairs)"
+        )
         jobs = {
             f"growth-{size}.png": lambda d=data, s=size: growth_chart_png(
-                d["months"], title=f"Members over time ({s:,}-member programme)"),
+                d["months"], title=f"Members over time ({s:,}-member programme)"
+            ),
             f"round-{size}.png": lambda d=data, s=size: round_network_png(
-                d["round_nodes"], d["round_edges"], title=f"Round {args.rounds} groups",
-                seed=args.seed),
+                d["round_nodes"], d["round_edges"], title=f"Round {args.rounds} groups", seed=args.seed
+            ),
             f"met-{size}.png": lambda d=data, s=size: met_network_png(
-                d["met_nodes"], d["met_edges"], title="Who has met whom so far",
-                seed=args.seed),
+                d["met_nodes"], d["met_edges"], title="Who has met whom so far", seed=args.seed
+            ),
         }
         for name, render in jobs.items():
             started = time.perf_counter()

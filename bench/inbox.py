@@ -215,9 +215,7 @@ def make_config(base: Path, account: ImapAccount, sink: SmtpSink) -> Config:
             timeout=30.0,
         ),
         # No sending limit: the throttle waits in real time and the fake clock never moves.
-        smtp=Smtp(
-            host=sink.host, port=sink.port, security="none", timeout=30.0, per_minute=0, per_day=0
-        ),
+        smtp=Smtp(host=sink.host, port=sink.port, security="none", timeout=30.0, per_minute=0, per_day=0),
         limits=Limits(),
         source="bench/inbox.py",
         base_dir=base,
@@ -275,9 +273,7 @@ def confirm_reply(person: Person, confirmation: EmailMessage, n: int, clock: Fak
     return _as_delivered(_maybe_html(reply, body, n), person.address)
 
 
-def outcome_reply(
-    person: Person, followup: EmailMessage, kind: str, n: int, clock: FakeClock
-) -> bytes:
+def outcome_reply(person: Person, followup: EmailMessage, kind: str, n: int, clock: FakeClock) -> bytes:
     forms = MET_FORMS if kind == "met" else MISSED_FORMS
     body = forms[n % len(forms)].format(
         first=person.first,
@@ -419,9 +415,7 @@ def bounce(person: Person, followup: bytes, n: int, clock: FakeClock) -> bytes:
         message.add_attachment(original)
     else:  # the headers only
         headers = EmailMessage(policy=policy.default)
-        headers.set_content(
-            "".join(f"{k}: {v}\n" for k, v in original.items()), subtype="rfc822-headers"
-        )
+        headers.set_content("".join(f"{k}: {v}\n" for k, v in original.items()), subtype="rfc822-headers")
         headers.replace_header("Content-Type", "text/rfc822-headers")
         message.attach(headers)
     message.replace_header(
@@ -495,8 +489,7 @@ def build_mailbox(
         deliver_and_poll(app, account, [join_message(p, n, clock) for n, p in enumerate(joiners)])
     with phase("confirmations sent"):
         confirmations = {
-            m["To"].addresses[0].addr_spec.lower(): m
-            for m in by_kind(deliver(app, sink), "confirm_join")
+            m["To"].addresses[0].addr_spec.lower(): m for m in by_kind(deliver(app, sink), "confirm_join")
         }
     if len(confirmations) != len(joiners):
         raise SystemExit(f"setup: {len(confirmations)} confirmations for {len(joiners)} joins")
@@ -522,9 +515,10 @@ def build_mailbox(
         followup = email.message_from_bytes(followup_raw[person.address], policy=policy.default)
         add(kind, outcome_reply(person, followup, kind, n, clock))  # type: ignore[arg-type]
     # Out-of-office answers: half from members who also reply, half from others.
-    away = repliers[: counts["auto_reply"] - counts["auto_reply"] // 2] + in_round[
-        answering : answering + counts["auto_reply"] // 2
-    ]
+    away = (
+        repliers[: counts["auto_reply"] - counts["auto_reply"] // 2]
+        + in_round[answering : answering + counts["auto_reply"] // 2]
+    )
     for n, person in enumerate(away):
         followup = email.message_from_bytes(followup_raw[person.address], policy=policy.default)
         add("auto_reply", auto_reply(person, followup, n, clock))  # type: ignore[arg-type]

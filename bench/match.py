@@ -60,9 +60,7 @@ def generated_instance(n: int, seed: int = INSTANCE_SEED) -> tuple[list[Person],
     return people, history
 
 
-def exact_with_networkx(
-    people: list[Person], history: list[PastGroup]
-) -> tuple[float, int, int]:
+def exact_with_networkx(people: list[Person], history: list[PastGroup]) -> tuple[float, int, int]:
     """Plain blossom on the complete graph: (seconds, repeats, same_org). Even N only."""
     if len(people) % 2:
         raise ValueError("the plain blossom baseline needs an even number of people")

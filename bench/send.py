@@ -53,8 +53,7 @@ def intro_notices(count: int) -> list[Notice]:
             {
                 "name": f"Member {2 * n + k}",
                 "org": ORGS[(n + k) % len(ORGS)],
-                "about": "Works on digital services and likes talking about how teams share data. "
-                * 2,
+                "about": "Works on digital services and likes talking about how teams share data. " * 2,
                 "address": f"member{2 * n + k}@example.org",
             }
             for k in range(2)
@@ -113,9 +112,7 @@ def main() -> None:
             clock = SystemClock()
             notices = intro_notices(count)
             with Store.open(directory / "unmentoring.json") as store:
-                outbox = Outbox(
-                    store, clock, settings, Renderer(settings), directory / "outbox.journal"
-                )
+                outbox = Outbox(store, clock, settings, Renderer(settings), directory / "outbox.journal")
 
                 start = time.perf_counter()
                 with store.transaction():

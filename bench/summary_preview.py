@@ -48,23 +48,56 @@ from matcher.store import Store  # noqa: E402
 from unmentoring.app import calendar_from_config  # noqa: E402
 from unmentoring.config import load_config  # noqa: E402
 
-HISTORY_MONTHS = 24      # members join over two years ...
-ROUNDS = 12              # ... and the last twelve months each ran a round
+HISTORY_MONTHS = 24  # members join over two years ...
+ROUNDS = 12  # ... and the last twelve months each ran a round
 FIRST_MONTH = (2025, 1)
 PREVIEW_TARGET_SECONDS = 30.0
 
 PLACES = (
-    "Leeds", "Bristol", "Manchester", "Birmingham", "Sheffield", "Newcastle", "Norwich", "York",
-    "Cardiff", "Glasgow", "Exeter", "Hackney", "Camden", "Brighton", "Oxford", "Cambridge",
-    "Derby", "Kent", "Devon", "Cumbria",
+    "Leeds",
+    "Bristol",
+    "Manchester",
+    "Birmingham",
+    "Sheffield",
+    "Newcastle",
+    "Norwich",
+    "York",
+    "Cardiff",
+    "Glasgow",
+    "Exeter",
+    "Hackney",
+    "Camden",
+    "Brighton",
+    "Oxford",
+    "Cambridge",
+    "Derby",
+    "Kent",
+    "Devon",
+    "Cumbria",
 )
 KINDS = (
-    "City Council", "County Council", "NHS Trust", "Fire and Rescue", "Police", "Housing",
-    "University", "CCG", "Library Service", "Transport",
+    "City Council",
+    "County Council",
+    "NHS Trust",
+    "Fire and Rescue",
+    "Police",
+    "Housing",
+    "University",
+    "CCG",
+    "Library Service",
+    "Transport",
 )
 NATIONAL = (
-    "Cabinet Office", "HMRC", "DVLA", "Met Office", "Ordnance Survey", "Land Registry",
-    "Companies House", "ONS", "DWP", "Home Office",
+    "Cabinet Office",
+    "HMRC",
+    "DVLA",
+    "Met Office",
+    "Ordnance Survey",
+    "Land Registry",
+    "Companies House",
+    "ONS",
+    "DWP",
+    "Home Office",
 )
 FIRST = (
     "Ada Ben Chloe Dev Ed Fatima Gus Hana Ivan Jo Kemi Liam Maya Nils Omar Priya Quinn Rosa Sam "
@@ -76,9 +109,16 @@ SURNAMES = (
     "Patel Quinn Roberts Singh Taylor Usman Vaughan Walker Young"
 ).split()
 REASONS = (
-    "she was ill that week", "we could not find a time", "I was on leave", "train strike",
-    "diary clash with a budget meeting", "forgot, sorry!", "my partner never replied",
-    "too busy this month", "school holidays", "moved to a new team",
+    "she was ill that week",
+    "we could not find a time",
+    "I was on leave",
+    "train strike",
+    "diary clash with a budget meeting",
+    "forgot, sorry!",
+    "my partner never replied",
+    "too busy this month",
+    "school holidays",
+    "moved to a new team",
 )
 
 TOML = """\
@@ -190,18 +230,21 @@ def run_round(store: Store, dates: RoundDates, rng: random.Random) -> None:
 def run_preview(folder: Path) -> tuple[float, Path]:
     out = folder / "preview"
     command = [
-        sys.executable, "-m", "unmentoring",
-        "--config", str(folder / "unmentoring.toml"),
-        "summary", "--preview", str(out),
+        sys.executable,
+        "-m",
+        "unmentoring",
+        "--config",
+        str(folder / "unmentoring.toml"),
+        "summary",
+        "--preview",
+        str(out),
     ]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     started = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
-        raise SystemExit(
-            f"`{' '.join(command[1:])}` failed (exit {result.returncode}):\n{result.stderr}"
-        )
+        raise SystemExit(f"`{' '.join(command[1:])}` failed (exit {result.returncode}):\n{result.stderr}")
     emails = list(out.glob("summary-*.eml"))
     pictures = sorted(p.name for p in out.glob("*.png"))
     if len(emails) != 1 or not {"growth.png", "network.png"} <= set(pictures):
@@ -228,12 +271,16 @@ def main() -> int:
     finally:
         if args.out is None:
             shutil.rmtree(folder, ignore_errors=True)
-    print(json.dumps({
-        "members": args.members,
-        "rounds": ROUNDS,
-        "build_seconds": round(build_seconds, 2),
-        "preview_seconds": round(preview_seconds, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "members": args.members,
+                "rounds": ROUNDS,
+                "build_seconds": round(build_seconds, 2),
+                "preview_seconds": round(preview_seconds, 2),
+            }
+        )
+    )
     return 0 if preview_seconds < PREVIEW_TARGET_SECONDS else 1
 
 

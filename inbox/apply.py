@@ -245,11 +245,7 @@ def _confirm(msg: _Message, found: list[Token]) -> Applied:
 def _says_forget(command: Command | None) -> bool:
     """Erasure cannot be undone, so a bare reply ("no, keep it!") must not trigger it: the text of
     the reply itself has to say "confirm" or "forget me" (a subject line is not enough)."""
-    return (
-        command is not None
-        and not command.from_subject
-        and command.name in ("confirm", "forget_me")
-    )
+    return command is not None and not command.from_subject and command.name in ("confirm", "forget_me")
 
 
 def _explain_unusable(msg: _Message, confirming: list[Token]) -> Applied:
@@ -271,9 +267,7 @@ def _explain_unusable(msg: _Message, confirming: list[Token]) -> Applied:
                 [_reply(msg, "already_active", member, _already_active_values(msg, member))],
                 "confirmation used again: already active",
             )
-        return Applied(
-            [_help(msg, "that confirmation code has already been used")], "confirmation reused"
-        )
+        return Applied([_help(msg, "that confirmation code has already been used")], "confirmation reused")
     if not token.is_valid(msg.now):
         again = _AGAIN[token.purpose]
         reason = f"that confirmation code has expired; send '{again}' again for a new one"
@@ -338,9 +332,7 @@ def _join(msg: _Message, found: list[Token]) -> Applied:
         return Applied(action="join while pending: confirmation limit reached, none sent")
     member = ops.start_joining(msg.store, msg.sender, fields, msg.now)
     notice = _confirmation(msg, member, tokens.CONFIRM_JOIN, "confirm_join")
-    return Applied(
-        [notice], "join while pending: confirmation re-sent" if resend else "join: pending"
-    )
+    return Applied([notice], "join while pending: confirmation re-sent" if resend else "join: pending")
 
 
 def _confirmations_today(msg: _Message, member: Member | None) -> int:
@@ -504,9 +496,7 @@ def _outcome(msg: _Message, found: list[Token]) -> Applied:
     try:
         record_outcome(msg.store, group.key, member.id, result, reason, msg.now)
     except RoundClosed:
-        reason_text = (
-            f"round {group.round_id} has closed, so answers for it can no longer be recorded"
-        )
+        reason_text = f"round {group.round_id} has closed, so answers for it can no longer be recorded"
         return Applied([_help(msg, reason_text, member)], f"{name} for a closed round")
     except RoundError as exc:
         log.warning("%s could not be recorded: %s", name, exc)
@@ -530,12 +520,7 @@ def _group_named_by_reply(msg: _Message, member: Member) -> Group | None:
 def _group_key_of_entry(entry: OutboxEntry) -> str | None:
     """ "followup:<round>:<n>:<member>" / "reminder:..." / "intro:<round>:<n>" -> "<round>:<n>"."""
     parts = entry.key.split(":")
-    if (
-        parts[0] in _OUTCOME_KEY_KINDS
-        and len(parts) == 4
-        or parts[0] == "intro"
-        and len(parts) == 3
-    ):
+    if parts[0] in _OUTCOME_KEY_KINDS and len(parts) == 4 or parts[0] == "intro" and len(parts) == 3:
         return f"{parts[1]}:{parts[2]}"
     return None
 
@@ -607,9 +592,7 @@ def _help(msg: _Message, reason: str, member: Member | None = None) -> Notice:
 
 
 def _not_member(msg: _Message, command: str, to: str | None = None) -> Notice:
-    return _notice(
-        msg, "not_member", to or msg.sender, {"command": _COMMAND_WORDS.get(command, command)}
-    )
+    return _notice(msg, "not_member", to or msg.sender, {"command": _COMMAND_WORDS.get(command, command)})
 
 
 def _notice_to_sender(msg: _Message, kind: str, values: dict[str, Any]) -> Notice:
@@ -632,9 +615,7 @@ def _notice(msg: _Message, kind: str, to: str, values: dict[str, Any]) -> Notice
     # Threading headers are copied from the sender's message: only well-formed ids are, so that a
     # strange Message-ID costs the answer its threading, not the answer itself.
     mid = msg.parsed.message_id if _usable_message_id(msg.parsed.message_id) else None
-    references = [
-        r for r in reversed(msg.parsed.in_reply_to[:MAX_REFERENCES]) if _usable_message_id(r)
-    ]
+    references = [r for r in reversed(msg.parsed.in_reply_to[:MAX_REFERENCES]) if _usable_message_id(r)]
     if mid and mid not in references:
         references.append(mid)
     return Notice(

@@ -97,9 +97,7 @@ _OOF_SUBJECT = re.compile(
 )
 
 
-def classify(
-    raw: bytes, parsed: ParsedMessage, *, own_addresses: Collection[str]
-) -> Classification:
+def classify(raw: bytes, parsed: ParsedMessage, *, own_addresses: Collection[str]) -> Classification:
     """What kind of message this is; machine-sent kinds are checked before human ones."""
     own = frozenset(a for a in (canonical_address(x) for x in own_addresses) if a)
     return (
@@ -140,9 +138,7 @@ def _bounce(raw: bytes, parsed: ParsedMessage, own: frozenset[str]) -> Classific
     temporary -= own
     because = ", ".join(signals)
     if permanent:
-        return Classification(
-            Kind.BOUNCE, f"bounce ({because}): permanent failure", sorted(permanent), True
-        )
+        return Classification(Kind.BOUNCE, f"bounce ({because}): permanent failure", sorted(permanent), True)
     if temporary:
         return Classification(
             Kind.BOUNCE, f"bounce ({because}): delivery delayed, still retrying", sorted(temporary)
@@ -150,9 +146,7 @@ def _bounce(raw: bytes, parsed: ParsedMessage, own: frozenset[str]) -> Classific
     if found_any:
         return Classification(Kind.BOUNCE, f"bounce ({because}) for our own address only")
     if report.is_delivery_status:
-        return Classification(
-            Kind.BOUNCE, f"delivery status notification without failures ({because})"
-        )
+        return Classification(Kind.BOUNCE, f"delivery status notification without failures ({because})")
     if _auto_reply_reason(parsed):
         return None  # e.g. a vacation reply sent with a null envelope sender, as RFC 3834 asks
     if "null envelope sender" in signals or "sent by the mail system" in signals:

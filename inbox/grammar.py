@@ -172,18 +172,12 @@ def parse_pause(argument: str, today: date) -> date | None:
             raise ValueError(_pause_help(argument))
         end = _add_period(today, count, length.group("unit"))
     else:
-        until = re.fullmatch(
-            r"(?:until|till|til|to|up to|through|thru) (?:the )?(?P<when>.+)", text
-        )
+        until = re.fullmatch(r"(?:until|till|til|to|up to|through|thru) (?:the )?(?P<when>.+)", text)
         end = _read_date(until.group("when") if until else text, today, argument)
     if end <= today:
-        raise ValueError(
-            f"the pause must end after today ({today.isoformat()}); got {_quote(argument)}"
-        )
+        raise ValueError(f"the pause must end after today ({today.isoformat()}); got {_quote(argument)}")
     if end > _add_months(today, 12 * MAX_PAUSE_YEARS):
-        raise ValueError(
-            f"a pause can last at most {MAX_PAUSE_YEARS} years; got {_quote(argument)}"
-        )
+        raise ValueError(f"a pause can last at most {MAX_PAUSE_YEARS} years; got {_quote(argument)}")
     return end
 
 
@@ -311,8 +305,7 @@ def _read_date(text: str, today: date, argument: str) -> date:
         return _make_date(int(iso.group(1)), int(iso.group(2)), int(iso.group(3)), argument)
     if re.fullmatch(r"\d{1,2}[/.]\d{1,2}[/.]\d{2,4}", text):
         raise ValueError(
-            f"{_quote(argument)} could be read two ways; "
-            "write the date as 2027-03-01 or 1 March 2027"
+            f"{_quote(argument)} could be read two ways; write the date as 2027-03-01 or 1 March 2027"
         )
     day_first = re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th)? (?:of )?([a-z]+),? ?(\d{4})?", text)
     month_first = re.fullmatch(r"([a-z]+) (\d{1,2})(?:st|nd|rd|th)?,? ?(\d{4})?", text)

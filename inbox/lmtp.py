@@ -245,7 +245,7 @@ class BoundController(Controller):
     def factory(self) -> SMTP:
         return self._server_class(self.handler, **self.SMTP_kwargs)
 
-    def _create_server(self):  # noqa: ANN202 - aiosmtpd's documented override point
+    def _create_server(self):
         return self.loop.create_server(self._factory_invoker, sock=self._sock)
 
 
@@ -262,9 +262,7 @@ class RunningServer:
     def running(self) -> bool:
         return self._controller is not None
 
-    def start(
-        self, handler: Any, server_class: type[SMTP], max_message_bytes: int, hostname: str
-    ) -> None:
+    def start(self, handler: Any, server_class: type[SMTP], max_message_bytes: int, hostname: str) -> None:
         if self._controller is not None:
             return
         sock = bind_listener(self.host, self.port, self.what)
@@ -298,7 +296,7 @@ class RunningServer:
 class EnvelopeSenderCheck:
     """MAIL FROM as both of our receivers (LMTP and the sandbox's SMTP) take it."""
 
-    async def handle_MAIL(  # noqa: N802 - aiosmtpd hook name
+    async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
         if has_control_characters(address):
@@ -315,7 +313,7 @@ class _LmtpHandler(EnvelopeSenderCheck):
         self._clock = clock
         self._hostname = hostname
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
         if has_control_characters(address):
@@ -326,9 +324,7 @@ class _LmtpHandler(EnvelopeSenderCheck):
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(  # noqa: N802 - aiosmtpd hook name
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = bytes(envelope.original_content or b"")
         received_at = format_datetime(self._clock.now())
         statuses: list[str] = []
@@ -356,7 +352,9 @@ class _LmtpHandler(EnvelopeSenderCheck):
         except OSError as exc:
             log.warning(
                 "LMTP spool %s: delivery for %s deferred: %s",
-                self._writer.path, trace.recipient, describe_os_error(exc),
+                self._writer.path,
+                trace.recipient,
+                describe_os_error(exc),
             )
             return f"451 4.3.0 <{trace.recipient}> temporary failure: {describe_os_error(exc)}"
         log.info("LMTP delivered for %s as %s", trace.recipient, path.name)
@@ -410,4 +408,3 @@ class LmtpServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-

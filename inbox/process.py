@@ -153,9 +153,7 @@ class Processor:
         if seen is not None and seen.status == QUARANTINED:
             return ProcessResult(QUARANTINED, [], f"quarantined earlier: {seen.summary or key}")
         if seen is not None and seen.status != FAILED:
-            return ProcessResult(
-                DUPLICATE, [], f"duplicate of a {seen.status} message: {seen.summary}"
-            )
+            return ProcessResult(DUPLICATE, [], f"duplicate of a {seen.status} message: {seen.summary}")
         if too_large:
             limit = self.settings.max_message_bytes
             log.warning("message of %d bytes ignored (limit %d)", len(raw), limit)
@@ -421,9 +419,7 @@ class ReadAhead:
         exhausted = False
         while True:
             # Keep the workers supplied up to the limits, then hand on the oldest chunk.
-            while not exhausted and (
-                ahead_messages < self.ahead_messages and ahead_bytes < self.ahead_bytes
-            ):
+            while not exhausted and (ahead_messages < self.ahead_messages and ahead_bytes < self.ahead_bytes):
                 chunk = list(itertools.islice(messages, self.chunk))
                 if not chunk:
                     exhausted = True
@@ -480,9 +476,7 @@ class _Workers:
             self._give_up(exc)
             return None
 
-    def collect(
-        self, future: Future[list[Reading | None]] | None, count: int
-    ) -> list[Reading | None]:
+    def collect(self, future: Future[list[Reading | None]] | None, count: int) -> list[Reading | None]:
         """The readings of a chunk; all None (read in-process) when the workers failed, or had not
         started on it yet: the processor then reads it itself rather than wait (while the workers
         start, or when they fall behind)."""

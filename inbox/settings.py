@@ -24,9 +24,7 @@ class InboxSettings:
 
     def __post_init__(self) -> None:
         if "@" not in self.programme_address:
-            raise ValueError(
-                f"programme_address must be an address, got {self.programme_address!r}"
-            )
+            raise ValueError(f"programme_address must be an address, got {self.programme_address!r}")
         for name in (
             "replies_per_sender_per_day",
             "bounce_threshold",
@@ -55,9 +53,7 @@ class InboxSettings:
         return now.astimezone(self.zone).date()
 
 
-def inbox_settings_from_config(
-    config: Any, next_round_on: Callable[[datetime], date]
-) -> InboxSettings:
+def inbox_settings_from_config(config: Any, next_round_on: Callable[[datetime], date]) -> InboxSettings:
     """Build the inbox's settings from ``unmentoring.config.Config`` (duck-typed: the inbox may not
     import the front door). ``next_round_on`` comes from the programme calendar."""
     programme, limits = config.programme, config.limits

@@ -66,8 +66,7 @@ DPI = 100
 _AXES_RECT = (0.02, 0.03, 0.70, 0.85)
 
 _MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 
 
@@ -149,9 +148,7 @@ def growth_chart_png(points: Sequence[MonthPoint], *, title: str) -> bytes:
     return _render_growth(plan_growth(points), title)
 
 
-def round_network_png(
-    nodes: Sequence[Node], edges: Sequence[Edge], *, title: str, seed: int = 0
-) -> bytes:
+def round_network_png(nodes: Sequence[Node], edges: Sequence[Edge], *, title: str, seed: int = 0) -> bytes:
     """This round's groups as lines coloured by outcome; people coloured by organisation."""
     return _render_network(plan_round_network(nodes, edges, seed=seed), title)
 
@@ -217,9 +214,7 @@ def plan_growth(points: Sequence[MonthPoint]) -> GrowthPlan:
         for field in ("members", "joins", "leaves"):
             value = getattr(point, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(
-                    f"{field} for {point.month} must be a whole number >= 0, got {value!r}"
-                )
+                raise ValueError(f"{field} for {point.month} must be a whole number >= 0, got {value!r}")
         seen[index] = point
     if not seen:
         return GrowthPlan((), (), (), (), (), ())
@@ -239,9 +234,7 @@ def plan_growth(points: Sequence[MonthPoint]) -> GrowthPlan:
 # --------------------------------------------------------------------------- network plans
 
 
-def plan_round_network(
-    nodes: Sequence[Node], edges: Sequence[Edge], *, seed: int = 0
-) -> NetworkPlan:
+def plan_round_network(nodes: Sequence[Node], edges: Sequence[Edge], *, seed: int = 0) -> NetworkPlan:
     """Groups laid out on a grid, fully met groups first, then missed, then no reply.
 
     Ordering by outcome turns the grid into a waffle chart: the share of green, red and grey
@@ -252,8 +245,7 @@ def plan_round_network(
     for edge in edges:
         if edge.outcome not in OUTCOME_COLOURS:
             raise ValueError(
-                f"edge {edge.a}-{edge.b} has outcome {edge.outcome!r}; "
-                f"expected one of {', '.join(OUTCOMES)}"
+                f"edge {edge.a}-{edge.b} has outcome {edge.outcome!r}; expected one of {', '.join(OUTCOMES)}"
             )
     drawn = [e for e in edges if e.a != e.b]
     people = _people(nodes, ((e.a, e.b) for e in drawn))
@@ -325,8 +317,7 @@ def plan_round_network(
         edge_bend=0.0,
         edge_legend_title=f"Pairs in {len(groups):,} groups",
         edge_legend=tuple(
-            LegendEntry(f"{OUTCOME_NAMES[o]} ({counts[o]:,})", OUTCOME_COLOURS[o], 3.0)
-            for o in OUTCOMES
+            LegendEntry(f"{OUTCOME_NAMES[o]} ({counts[o]:,})", OUTCOME_COLOURS[o], 3.0) for o in OUTCOMES
         ),
         org_legend=org_legend,
         marker_size=marker_diameter**2,
@@ -369,10 +360,7 @@ def plan_met_network(
         figsize = (11.0, 8.5)
         extent = (-1.3, 1.3, -1.2, 1.2)  # room for the names outside the circle
         marker_diameter = 11.0 if count <= 30 else 8.0
-        subtitle = (
-            f"{count:,} people, ordered by organisation. "
-            "Each line joins two people who have met."
-        )
+        subtitle = f"{count:,} people, ordered by organisation. Each line joins two people who have met."
     else:
         positions = _cluster_layout(people, colours, org_legend, seed)
         directions = {p.id: (0.0, -1.0) for p in people}
@@ -381,10 +369,7 @@ def plan_met_network(
         ys = [y for _, y in positions.values()] or [0.0]
         extent = (min(xs) - 1.0, max(xs) + 1.0, min(ys) - 1.0, max(ys) + 1.0)
         marker_diameter = min(8.0, max(2.4, 110.0 / math.sqrt(max(count, 1))))
-        subtitle = (
-            f"{count:,} people, grouped by organisation. "
-            "Each line joins two people who have met."
-        )
+        subtitle = f"{count:,} people, grouped by organisation. Each line joins two people who have met."
 
     # Repeat meetings are drawn last so they stay visible on top of the single ones.
     ordered = sorted(times.items(), key=lambda item: (item[1], item[0]))
@@ -463,8 +448,10 @@ def _group_shape(size: int, half_pair: float, radius: float) -> list[tuple[float
     if size == 2:
         return [(-half_pair, 0.0), (half_pair, 0.0)]
     return [
-        (radius * math.cos(math.pi / 2 + 2 * math.pi * k / size),
-         radius * math.sin(math.pi / 2 + 2 * math.pi * k / size) * 0.9)
+        (
+            radius * math.cos(math.pi / 2 + 2 * math.pi * k / size),
+            radius * math.sin(math.pi / 2 + 2 * math.pi * k / size) * 0.9,
+        )
         for k in range(size)
     ]
 
@@ -477,9 +464,7 @@ def _label_direction(dx: float, dy: float, size: int) -> tuple[float, float]:
     return (dx / length, dy / length)
 
 
-def _legend_rank(
-    colours: dict[str, str], legend: Sequence[LegendEntry]
-) -> dict[str, int]:
+def _legend_rank(colours: dict[str, str], legend: Sequence[LegendEntry]) -> dict[str, int]:
     """Rank of each person's colour in the organisation legend (grey last)."""
     by_colour = {entry.colour: i for i, entry in enumerate(legend)}
     return {pid: by_colour.get(colour, len(legend)) for pid, colour in colours.items()}
@@ -548,8 +533,10 @@ def _cluster_layout(
             rng.shuffle(members)
         for k, person in enumerate(members):
             r = radius * math.sqrt((k + 0.5) / len(members))
-            positions[person.id] = (cx + r * math.cos(k * _GOLDEN_ANGLE),
-                                    cy + r * math.sin(k * _GOLDEN_ANGLE))
+            positions[person.id] = (
+                cx + r * math.cos(k * _GOLDEN_ANGLE),
+                cy + r * math.sin(k * _GOLDEN_ANGLE),
+            )
     return positions
 
 
@@ -618,7 +605,7 @@ def _to_png(figure: Figure) -> bytes:
     colours = palette.getpalette() or []
     background = palette.getpixel((0, 0))
     if isinstance(background, int) and len(colours) >= 3 * (background + 1):
-        colours[3 * background: 3 * background + 3] = [255, 255, 255]
+        colours[3 * background : 3 * background + 3] = [255, 255, 255]
         palette.putpalette(colours)
     buffer = io.BytesIO()
     palette.save(buffer, format="PNG", optimize=True)
@@ -637,8 +624,16 @@ def _render_network(plan: NetworkPlan, title: str) -> bytes:
     axes = figure.add_axes(_AXES_RECT)
     axes.set_axis_off()
     if plan.empty_message:
-        axes.text(0.5, 0.5, plan.empty_message, ha="center", va="center",
-                  fontsize=14, color="#777777", transform=axes.transAxes)
+        axes.text(
+            0.5,
+            0.5,
+            plan.empty_message,
+            ha="center",
+            va="center",
+            fontsize=14,
+            color="#777777",
+            transform=axes.transAxes,
+        )
         return _to_png(figure)
 
     xlim, ylim = _fit_limits(plan.extent, _axes_inches(plan.figsize), plan.top_align)
@@ -650,43 +645,91 @@ def _render_network(plan: NetworkPlan, title: str) -> bytes:
             Path([a, ((a[0] + b[0]) / 2 * keep, (a[1] + b[1]) / 2 * keep), b], _CURVE_CODES)
             for a, b in plan.segments
         ]
-        axes.add_collection(PathCollection(
-            paths, facecolors="none", edgecolors=plan.edge_colours,
-            linewidths=plan.edge_widths, alpha=plan.edge_alpha, zorder=1,
-        ))
+        axes.add_collection(
+            PathCollection(
+                paths,
+                facecolors="none",
+                edgecolors=plan.edge_colours,
+                linewidths=plan.edge_widths,
+                alpha=plan.edge_alpha,
+                zorder=1,
+            )
+        )
     elif plan.segments:
-        axes.add_collection(LineCollection(
-            plan.segments, colors=plan.edge_colours, linewidths=plan.edge_widths,
-            alpha=plan.edge_alpha, capstyle="round", zorder=1,
-        ))
+        axes.add_collection(
+            LineCollection(
+                plan.segments,
+                colors=plan.edge_colours,
+                linewidths=plan.edge_widths,
+                alpha=plan.edge_alpha,
+                capstyle="round",
+                zorder=1,
+            )
+        )
     xs = [x for x, _ in plan.positions]
     ys = [y for _, y in plan.positions]
     small = bool(any(plan.labels))
     # A white rim keeps small grey dots apart from grey lines underneath.
-    axes.scatter(xs, ys, s=plan.marker_size, c=list(plan.node_colours), zorder=2,
-                 edgecolors="#333333" if small else "white", linewidths=0.6 if small else 0.3)
-    for (x, y), label, (dx, dy) in zip(plan.positions, plan.labels, plan.label_directions,
-                                       strict=True):
+    axes.scatter(
+        xs,
+        ys,
+        s=plan.marker_size,
+        c=list(plan.node_colours),
+        zorder=2,
+        edgecolors="#333333" if small else "white",
+        linewidths=0.6 if small else 0.3,
+    )
+    for (x, y), label, (dx, dy) in zip(plan.positions, plan.labels, plan.label_directions, strict=True):
         if label:
             axes.annotate(
-                label, (x, y), xytext=(9 * dx, 9 * dy), textcoords="offset points",
+                label,
+                (x, y),
+                xytext=(9 * dx, 9 * dy),
+                textcoords="offset points",
                 ha="left" if dx > 0.3 else "right" if dx < -0.3 else "center",
                 va="bottom" if dy > 0.3 else "top" if dy < -0.3 else "center",
-                fontsize=9, zorder=3, parse_math=False,
+                fontsize=9,
+                zorder=3,
+                parse_math=False,
             )
 
-    edge_handles = [Line2D([], [], color=e.colour, lw=e.line_width, label=_plain(e.label))
-                    for e in plan.edge_legend]
-    figure.legend(handles=edge_handles, loc="upper left", bbox_to_anchor=(0.74, 0.88),
-                  frameon=False, fontsize=10, title=_plain(plan.edge_legend_title),
-                  title_fontsize=10, alignment="left")
-    org_handles = [Line2D([], [], marker="o", linestyle="", markersize=8,
-                          markerfacecolor=e.colour, markeredgecolor="#333333",
-                          markeredgewidth=0.5, label=_plain(e.label))
-                   for e in plan.org_legend]
-    figure.legend(handles=org_handles, loc="upper left", bbox_to_anchor=(0.74, 0.66),
-                  frameon=False, fontsize=9, title="Organisations", title_fontsize=10,
-                  alignment="left")
+    edge_handles = [
+        Line2D([], [], color=e.colour, lw=e.line_width, label=_plain(e.label)) for e in plan.edge_legend
+    ]
+    figure.legend(
+        handles=edge_handles,
+        loc="upper left",
+        bbox_to_anchor=(0.74, 0.88),
+        frameon=False,
+        fontsize=10,
+        title=_plain(plan.edge_legend_title),
+        title_fontsize=10,
+        alignment="left",
+    )
+    org_handles = [
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            markersize=8,
+            markerfacecolor=e.colour,
+            markeredgecolor="#333333",
+            markeredgewidth=0.5,
+            label=_plain(e.label),
+        )
+        for e in plan.org_legend
+    ]
+    figure.legend(
+        handles=org_handles,
+        loc="upper left",
+        bbox_to_anchor=(0.74, 0.66),
+        frameon=False,
+        fontsize=9,
+        title="Organisations",
+        title_fontsize=10,
+        alignment="left",
+    )
     return _to_png(figure)
 
 
@@ -696,8 +739,16 @@ def _render_growth(plan: GrowthPlan, title: str) -> bytes:
         _titles(figure, title, "")
         axes = figure.add_axes((0.05, 0.05, 0.9, 0.8))
         axes.set_axis_off()
-        axes.text(0.5, 0.5, "No members yet", ha="center", va="center",
-                  fontsize=14, color="#777777", transform=axes.transAxes)
+        axes.text(
+            0.5,
+            0.5,
+            "No members yet",
+            ha="center",
+            va="center",
+            fontsize=14,
+            color="#777777",
+            transform=axes.transAxes,
+        )
         return _to_png(figure)
 
     _titles(figure, title, f"{plan.months[0]} to {plan.months[-1]}")
@@ -705,37 +756,57 @@ def _render_growth(plan: GrowthPlan, title: str) -> bytes:
     bottom = figure.add_axes((0.08, 0.10, 0.88, 0.26), sharex=top)
     thousands = FuncFormatter(lambda value, _pos: f"{value:,.0f}")
 
-    top.plot(plan.x, plan.members, color="#2c3e50", lw=2.2,
-             marker="o" if len(plan.x) <= 24 else None, markersize=4,
-             label="members at month end (active + paused)")
+    top.plot(
+        plan.x,
+        plan.members,
+        color="#2c3e50",
+        lw=2.2,
+        marker="o" if len(plan.x) <= 24 else None,
+        markersize=4,
+        label="members at month end (active + paused)",
+    )
     top.fill_between(plan.x, plan.members, color="#2c3e50", alpha=0.08)
-    top.annotate(f"{plan.members[-1]:,}", (plan.x[-1], plan.members[-1]),
-                 xytext=(0, 8), textcoords="offset points", ha="center", fontsize=10,
-                 weight="bold")
+    top.annotate(
+        f"{plan.members[-1]:,}",
+        (plan.x[-1], plan.members[-1]),
+        xytext=(0, 8),
+        textcoords="offset points",
+        ha="center",
+        fontsize=10,
+        weight="bold",
+    )
     top.set_ylim(0, max(max(plan.members), 1) * 1.18)
     top.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
     top.yaxis.set_major_formatter(thousands)
     # Legends sit above their panel so they never cover a bar or the line.
-    top.legend(loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False, fontsize=10,
-               borderaxespad=0.2)
+    top.legend(loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False, fontsize=10, borderaxespad=0.2)
     top.tick_params(labelbottom=False)
 
     joined = bottom.bar(plan.x, plan.joins, width=0.7, color="#3b7dc4")
     left = bottom.bar(plan.x, plan.leaves, width=0.7, color="#e1812c")
     if len(plan.x) <= 24:
         for bars in (joined, left):
-            bottom.bar_label(bars, labels=[f"{abs(v):,}" if v else "" for v in bars.datavalues],
-                             fontsize=8, padding=2)
+            bottom.bar_label(
+                bars, labels=[f"{abs(v):,}" if v else "" for v in bars.datavalues], fontsize=8, padding=2
+            )
     bottom.axhline(0, color="#333333", lw=0.8)
     most_joins, most_leaves = max(plan.joins), -min(plan.leaves)
     headroom = 0.22 * max(most_joins, most_leaves, 1)
     bottom.set_ylim(-(most_leaves + headroom), most_joins + headroom)
     bottom.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
     bottom.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{abs(value):,.0f}"))
-    bottom.legend(handles=[Patch(color="#3b7dc4", label=f"joined ({sum(plan.joins):,} in total)"),
-                           Patch(color="#e1812c", label=f"left ({-sum(plan.leaves):,} in total)")],
-                  loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False, fontsize=9,
-                  ncols=2, borderaxespad=0.2)
+    bottom.legend(
+        handles=[
+            Patch(color="#3b7dc4", label=f"joined ({sum(plan.joins):,} in total)"),
+            Patch(color="#e1812c", label=f"left ({-sum(plan.leaves):,} in total)"),
+        ],
+        loc="lower left",
+        bbox_to_anchor=(0, 1.0),
+        frameon=False,
+        fontsize=9,
+        ncols=2,
+        borderaxespad=0.2,
+    )
     bottom.set_xticks([x for x, _ in plan.ticks], [label for _, label in plan.ticks])
     # A few months of data would otherwise stretch into a handful of very wide bars.
     bottom.set_xlim(-0.6, max(plan.x[-1], 5) + 0.6)

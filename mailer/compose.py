@@ -380,14 +380,10 @@ def _text_part(text: str, subtype: str) -> EmailMessage:
     return part
 
 
-def _set_bodies(
-    msg: EmailMessage, kind: str, rendered: Rendered, images: Mapping[str, bytes]
-) -> None:
+def _set_bodies(msg: EmailMessage, kind: str, rendered: Rendered, images: Mapping[str, bytes]) -> None:
     for cid, png in images.items():
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", cid):
-            raise ComposeError(
-                f"{kind}: image content-id {cid!r} must be letters, digits, '_', '-', '.'"
-            )
+            raise ComposeError(f"{kind}: image content-id {cid!r} must be letters, digits, '_', '-', '.'")
         if not isinstance(png, bytes | bytearray) or not bytes(png).startswith(PNG_SIGNATURE):
             raise ComposeError(f"{kind}: image {cid!r} is not PNG data")
     unknown = sorted(set(_CID_REFERENCE.findall(rendered.html)) - set(images))

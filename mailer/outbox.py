@@ -195,9 +195,7 @@ class JournalWriter:
         self._durable = 0
         self._closing = False
         self._error: OSError | None = None
-        self._thread = threading.Thread(
-            target=self._sync_loop, name="outbox-journal-fsync", daemon=True
-        )
+        self._thread = threading.Thread(target=self._sync_loop, name="outbox-journal-fsync", daemon=True)
         self._thread.start()
 
     def append(self, line: bytes) -> None:
@@ -210,9 +208,7 @@ class JournalWriter:
         with self._cond:
             self._cond.wait_for(lambda: self._durable >= self._written or self._error is not None)
             if self._error is not None:
-                raise JournalError(
-                    f"cannot make the outbox journal {self.path} durable: {self._error}"
-                )
+                raise JournalError(f"cannot make the outbox journal {self.path} durable: {self._error}")
 
     def close(self) -> None:
         try:
@@ -342,8 +338,7 @@ class Outbox:
             kind=notice.kind,
             envelope_from=self.settings.envelope_from,
             recipients=list(notice.to),
-            message_id=(notice.message_id or "").strip("<>")
-            or new_message_id(self.settings.domain),
+            message_id=(notice.message_id or "").strip("<>") or new_message_id(self.settings.domain),
             queued_at=now,
             next_attempt_at=now,
         )
@@ -482,9 +477,7 @@ class Outbox:
             try:
                 record = JournalRecord.parse(raw_line.decode("utf-8"))
             except (ValueError, IndexError, UnicodeDecodeError) as exc:
-                log.warning(
-                    "outbox journal %s line %d unreadable (%s); ignored", self.journal, number, exc
-                )
+                log.warning("outbox journal %s line %d unreadable (%s); ignored", self.journal, number, exc)
                 continue
             records[record.key] = record
         return records
@@ -540,9 +533,7 @@ class Outbox:
                 if should_stop is not None and should_stop():
                     report.held = len(entries) - index
                     report.error = "stopped on request"
-                    log.info(
-                        "outbox: stopped on request, %d message(s) left for later", report.held
-                    )
+                    log.info("outbox: stopped on request, %d message(s) left for later", report.held)
                     break
                 body = self._read_body(entry)
                 if body is None:
@@ -586,9 +577,7 @@ class Outbox:
         log.warning("outbox %s: failed: %s", entry.key, reason)
         return JournalRecord(entry.key, FAILED, self.clock.now(), entry.attempts, reason)
 
-    def _record_for(
-        self, entry: OutboxEntry, result: SendResult, report: DeliveryReport
-    ) -> JournalRecord:
+    def _record_for(self, entry: OutboxEntry, result: SendResult, report: DeliveryReport) -> JournalRecord:
         now = self.clock.now()
         attempts = entry.attempts + 1
         report.bounces.extend(result.bounced)

@@ -104,9 +104,7 @@ KINDS: Mapping[str, KindSpec] = {
     "intro": KindSpec(
         ("round_id", "members", "host", "meeting_week_start", "meeting_week_end", "followup_on")
     ),
-    "followup": KindSpec(
-        ("name", "partners", "round_id", "meeting_week_start", "meeting_week_end")
-    ),
+    "followup": KindSpec(("name", "partners", "round_id", "meeting_week_start", "meeting_week_end")),
     "reminder": KindSpec(("name", "partners", "round_id")),
     "ghost": KindSpec(("name", "rounds")),
     "bounce_disabled": KindSpec(("address", "name", "score"), "organiser"),
@@ -166,9 +164,7 @@ class Renderer:
     def render(self, kind: str, values: Mapping[str, Any], *, to: Sequence[str] = ()) -> Rendered:
         spec = KINDS.get(kind)
         if spec is None:
-            raise RenderError(
-                f"unknown notice kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}"
-            )
+            raise RenderError(f"unknown notice kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")
         missing = [name for name in spec.required if name not in values]
         if missing:
             raise RenderError(
@@ -196,9 +192,7 @@ class Renderer:
         except jinja2.UndefinedError as exc:
             raise RenderError(f"template {name!r}: missing value: {exc}") from None
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise RenderError(
-                f"template {name!r}: bad value: {exc.__class__.__name__}: {exc}"
-            ) from None
+            raise RenderError(f"template {name!r}: bad value: {exc.__class__.__name__}: {exc}") from None
         if not subject:
             raise RenderError(f"template {kind}.txt rendered an empty subject")
         return Rendered(subject=subject, text=_tidy_text(text), html=html)
@@ -207,9 +201,7 @@ class Renderer:
         try:
             return env.get_template(name)
         except jinja2.TemplateNotFound:
-            raise RenderError(
-                f"template {name!r} not found in {self.settings.templates_dir}"
-            ) from None
+            raise RenderError(f"template {name!r} not found in {self.settings.templates_dir}") from None
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(f"template {name!r} line {exc.lineno}: {exc.message}") from None
 
@@ -315,22 +307,16 @@ def _check_shapes(kind: str, values: Mapping[str, Any]) -> None:
     if kind == "intro":
         members = values["members"]
         if isinstance(members, str | bytes) or not isinstance(members, Sequence) or not members:
-            raise RenderError(
-                f"template 'intro' needs value 'members' as a non-empty list, got {members!r}"
-            )
+            raise RenderError(f"template 'intro' needs value 'members' as a non-empty list, got {members!r}")
         for i, member in enumerate(members):
             if not isinstance(member, Mapping):
-                raise RenderError(
-                    f"template 'intro' needs members[{i}] as a mapping, got {member!r}"
-                )
+                raise RenderError(f"template 'intro' needs members[{i}] as a mapping, got {member!r}")
             for key in ("name", "org", "about"):
                 if key not in member:
                     raise RenderError(f"template 'intro' needs value 'members[{i}].{key}'")
     for key in LIST_VALUES.get(kind, ()):
         if key in values and (isinstance(values[key], str | bytes) or not _is_list(values[key])):
-            raise RenderError(
-                f"template {kind!r} needs value {key!r} as a list, got {values[key]!r}"
-            )
+            raise RenderError(f"template {kind!r} needs value {key!r} as a list, got {values[key]!r}")
 
 
 def _is_list(value: Any) -> bool:
@@ -350,9 +336,7 @@ def _tidy_text(text: str) -> str:
         # "-- " is the signature separator: mail clients and reply parsers drop what follows it.
         line = line if line == "-- " else line.rstrip()
         if len(line) > WRAP_WIDTH and not line[:1].isspace():
-            lines.extend(
-                textwrap.wrap(line, WRAP_WIDTH, break_long_words=False, break_on_hyphens=False)
-            )
+            lines.extend(textwrap.wrap(line, WRAP_WIDTH, break_long_words=False, break_on_hyphens=False))
         else:
             lines.append(line)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"

@@ -46,19 +46,14 @@ class SmtpSettings:
         # Plain text on the wire only when the wire never leaves this machine (the sandbox).
         if self.security == "none" and self.host not in LOOPBACK_HOSTS:
             raise SettingsError(
-                "smtp.security: 'none' (no TLS) is allowed only for 127.0.0.1/localhost, "
-                f"not {self.host!r}"
+                f"smtp.security: 'none' (no TLS) is allowed only for 127.0.0.1/localhost, not {self.host!r}"
             )
         if self.auth not in AUTH_MODES:
-            raise SettingsError(
-                f"smtp.auth: expected one of {', '.join(AUTH_MODES)}, got {self.auth!r}"
-            )
+            raise SettingsError(f"smtp.auth: expected one of {', '.join(AUTH_MODES)}, got {self.auth!r}")
         if not 0 < self.port < 65536:
             raise SettingsError(f"smtp.port: expected a port number, got {self.port}")
         if self.timeout <= 0:
-            raise SettingsError(
-                f"smtp.timeout: expected a positive number of seconds, got {self.timeout}"
-            )
+            raise SettingsError(f"smtp.timeout: expected a positive number of seconds, got {self.timeout}")
         if self.per_minute < 0 or self.per_day < 0:
             raise SettingsError("smtp.per_minute / smtp.per_day: expected 0 (no limit) or more")
 
@@ -80,13 +75,9 @@ class MailSettings:
                 f"programme.address: not a usable email address: {self.programme_address!r} ({exc})"
             ) from None
         if "@" not in self.programme_address:
-            raise SettingsError(
-                f"programme.address: expected user@domain, got {self.programme_address!r}"
-            )
+            raise SettingsError(f"programme.address: expected user@domain, got {self.programme_address!r}")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", self.list_id):
-            raise SettingsError(
-                f"list_id: expected e.g. 'unmentoring.example.org', got {self.list_id!r}"
-            )
+            raise SettingsError(f"list_id: expected e.g. 'unmentoring.example.org', got {self.list_id!r}")
 
     @property
     def domain(self) -> str:
@@ -103,9 +94,7 @@ def make_list_id(programme_name: str, programme_address: str) -> str:
     return f"{slug}.{programme_address.rsplit('@', 1)[-1]}"
 
 
-def mail_settings_from_config(
-    config: Any, *, templates_dir: Path = DEFAULT_TEMPLATES_DIR
-) -> MailSettings:
+def mail_settings_from_config(config: Any, *, templates_dir: Path = DEFAULT_TEMPLATES_DIR) -> MailSettings:
     """Build the mailer's settings from ``unmentoring.config.Config`` (duck-typed: the mailer may
     not import
     the front door). Without an [smtp] section the service sends through the sandbox server, in

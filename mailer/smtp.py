@@ -156,8 +156,7 @@ class SmtpSender:
         except smtplib.SMTPAuthenticationError as exc:
             _quietly_close(conn)
             raise SmtpUnavailable(
-                f"{self._where}: login as {s.username!r} refused: "
-                f"{_reply(exc.smtp_code, exc.smtp_error)}"
+                f"{self._where}: login as {s.username!r} refused: {_reply(exc.smtp_code, exc.smtp_error)}"
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
             _quietly_close(conn)
@@ -295,9 +294,7 @@ class SmtpSender:
         if refused:
             self._classify_refusals(refused, progress)
 
-    def _classify_refusals(
-        self, refused: dict[str, tuple[int, bytes]], progress: _Progress
-    ) -> None:
+    def _classify_refusals(self, refused: dict[str, tuple[int, bytes]], progress: _Progress) -> None:
         retry = []
         for address, (code, message) in refused.items():
             reason = _reply(code, message)
@@ -361,9 +358,7 @@ def _transaction(
     return refused
 
 
-def _data(
-    conn: smtplib.SMTP, raw: bytes, before_commit: Callable[[], None] | None
-) -> tuple[int, bytes]:
+def _data(conn: smtplib.SMTP, raw: bytes, before_commit: Callable[[], None] | None) -> tuple[int, bytes]:
     """``smtplib.SMTP.data`` with the final "." held back until ``before_commit`` returns."""
     conn.putcmd("data")
     code, response = conn.getreply()

@@ -60,11 +60,7 @@ class Throttle:
             # Sending becomes possible when enough of the oldest messages leave the window.
             excess = self._minute_messages - self.per_minute + 1
             wait = max(wait, self._release_time(self._minute, excess) + MINUTE - now)
-        if (
-            self.per_day
-            and self._day_recipients
-            and self._day_recipients + recipients > self.per_day
-        ):
+        if self.per_day and self._day_recipients and self._day_recipients + recipients > self.per_day:
             # A message with more recipients than the whole daily allowance goes out once the window
             # is empty.
             excess = self._day_recipients + min(recipients, self.per_day) - self.per_day

@@ -22,11 +22,11 @@ DAYS_IN_WEEK = 7
 @dataclass(frozen=True)
 class Calendar:
     zone: ZoneInfo
-    which: int                # 0 = first ... 3 = fourth, -1 = last (config.parse_cadence)
-    weekday: int              # 0 = Monday
-    start_time: time          # local time the round starts
-    meeting_week: int         # 1 = the week starting on the start day, 2 = the week after...
-    followup_weekday: int     # follow-up on the first such weekday after the meeting week ends
+    which: int  # 0 = first ... 3 = fourth, -1 = last (config.parse_cadence)
+    weekday: int  # 0 = Monday
+    start_time: time  # local time the round starts
+    meeting_week: int  # 1 = the week starting on the start day, 2 = the week after...
+    followup_weekday: int  # follow-up on the first such weekday after the meeting week ends
     reminder_after_days: int  # 0 = no reminder
 
     def __post_init__(self) -> None:
@@ -37,17 +37,12 @@ class Calendar:
         for name in ("weekday", "followup_weekday"):
             value = getattr(self, name)
             if value not in range(DAYS_IN_WEEK):
-                raise ValueError(
-                    f"Calendar.{name}: expected 0 (Monday) .. 6 (Sunday), got {value!r}"
-                )
+                raise ValueError(f"Calendar.{name}: expected 0 (Monday) .. 6 (Sunday), got {value!r}")
         if self.meeting_week < 1:
-            raise ValueError(
-                f"Calendar.meeting_week: expected 1 or more, got {self.meeting_week!r}"
-            )
+            raise ValueError(f"Calendar.meeting_week: expected 1 or more, got {self.meeting_week!r}")
         if self.reminder_after_days < 0:
             raise ValueError(
-                "Calendar.reminder_after_days: expected 0 (never) or more, "
-                f"got {self.reminder_after_days!r}"
+                f"Calendar.reminder_after_days: expected 0 (never) or more, got {self.reminder_after_days!r}"
             )
         if self.start_time.tzinfo is not None:
             raise ValueError("Calendar.start_time: expected a local wall-clock time without a zone")
@@ -55,16 +50,16 @@ class Calendar:
 
 @dataclass(frozen=True)
 class RoundDates:
-    round_id: str             # "2026-12"
-    ordinal: int              # year*12 + month - 1
-    starts_at: datetime       # aware, UTC
-    starts_on: date           # local date
+    round_id: str  # "2026-12"
+    ordinal: int  # year*12 + month - 1
+    starts_at: datetime  # aware, UTC
+    starts_on: date  # local date
     meeting_week_start: date
     meeting_week_end: date
-    followup_at: datetime     # aware UTC, at start_time local on the follow-up day
+    followup_at: datetime  # aware UTC, at start_time local on the follow-up day
     reminder_at: datetime | None
-    closes_at: datetime       # the next round's starts_at (closing runs just before it starts)
-    followup_on: date         # local date of followup_at (its UTC date may differ near midnight)
+    closes_at: datetime  # the next round's starts_at (closing runs just before it starts)
+    followup_on: date  # local date of followup_at (its UTC date may differ near midnight)
 
 
 def round_id_of(year: int, month: int) -> str:
@@ -160,9 +155,7 @@ def _at_start_time(calendar: Calendar, day: date) -> datetime:
 
 def _require_aware(now: datetime, caller: str) -> None:
     if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError(
-            f"{caller}: expected a timezone-aware datetime, got naive {now.isoformat()}"
-        )
+        raise ValueError(f"{caller}: expected a timezone-aware datetime, got naive {now.isoformat()}")
 
 
 def _month_after(year: int, month: int) -> tuple[int, int]:

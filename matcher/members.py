@@ -130,9 +130,7 @@ def pause(store: Store, member: Member, until: date | None) -> Member:
 def resume(store: Store, member: Member) -> Member:
     """Active again. A disabled member who writes to us has a working mailbox: their score resets;
     a ghost coming back starts counting silent rounds afresh."""
-    updated = replace(
-        member, status=MemberStatus.ACTIVE, pause_until=None, bounce_score=0, silent_rounds=0
-    )
+    updated = replace(member, status=MemberStatus.ACTIVE, pause_until=None, bounce_score=0, silent_rounds=0)
     store.put(updated)
     return updated
 
@@ -149,9 +147,7 @@ def update_profile(store: Store, member: Member, profile: Mapping[str, str]) -> 
     """Apply the name/org/about lines given; raises MemberError when there is none."""
     fields = clean_profile(profile)
     if not fields:
-        raise MemberError(
-            "a profile update needs at least one line 'name: ...', 'org: ...' or 'about: ...'"
-        )
+        raise MemberError("a profile update needs at least one line 'name: ...', 'org: ...' or 'about: ...'")
     updated = replace(member, **fields)
     store.put(updated)
     return updated
@@ -161,9 +157,7 @@ def record_bounce(store: Store, member: Member, threshold: int) -> tuple[Member,
     """One permanent bounce more; returns the member and whether this bounce disabled them."""
     score = member.bounce_score + 1
     disable = score >= threshold and member.status in (MemberStatus.ACTIVE, MemberStatus.PAUSED)
-    updated = replace(
-        member, bounce_score=score, status=MemberStatus.DISABLED if disable else member.status
-    )
+    updated = replace(member, bounce_score=score, status=MemberStatus.DISABLED if disable else member.status)
     store.put(updated)
     return updated, disable
 

@@ -99,20 +99,20 @@ def _load(hint: Any, value: Any) -> Any:
 
 @dataclass
 class Member(Record):
-    id: str                      # random and stable; groups refer to members by it, never by address
-    address: str                 # canonical (lower-case) address; "" once erased
+    id: str  # random and stable; groups refer to members by it, never by address
+    address: str  # canonical (lower-case) address; "" once erased
     name: str = ""
     org: str = ""
     about: str = ""
     status: MemberStatus = MemberStatus.PENDING
-    frequency: int = 1           # matched every N rounds, 1..3
+    frequency: int = 1  # matched every N rounds, 1..3
     pause_until: date | None = None
     joined_at: datetime | None = None
     left_at: datetime | None = None
     bounce_score: int = 0
-    silent_rounds: int = 0       # rounds in a row without any reply; 3 makes a ghost
+    silent_rounds: int = 0  # rounds in a row without any reply; 3 makes a ghost
     created_at: datetime | None = None
-    erased: bool = False         # personal data removed on request; the record stays for anonymous counts
+    erased: bool = False  # personal data removed on request; the record stays for anonymous counts
 
     @property
     def display_name(self) -> str:
@@ -121,8 +121,8 @@ class Member(Record):
 
 @dataclass
 class Round(Record):
-    id: str                      # e.g. "2026-12"
-    ordinal: int                 # months since year 0: orders rounds and measures "how long ago"
+    id: str  # e.g. "2026-12"
+    ordinal: int  # months since year 0: orders rounds and measures "how long ago"
     starts_on: date
     meeting_week_start: date
     meeting_week_end: date
@@ -131,8 +131,8 @@ class Round(Record):
     state: RoundState = RoundState.STARTED
     created_at: datetime | None = None
     closed_at: datetime | None = None
-    steps_done: list[str] = field(default_factory=list)   # idempotency of the round's steps
-    unpaired: list[str] = field(default_factory=list)     # member ids left alone (only with one person)
+    steps_done: list[str] = field(default_factory=list)  # idempotency of the round's steps
+    unpaired: list[str] = field(default_factory=list)  # member ids left alone (only with one person)
 
 
 @dataclass
@@ -145,8 +145,8 @@ class Outcome(Record):
 @dataclass
 class Group(Record):
     round_id: str
-    number: int                  # 1.. within the round
-    members: list[str]           # member ids
+    number: int  # 1.. within the round
+    members: list[str]  # member ids
     host: str
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     intro_message_id: str | None = None
@@ -171,18 +171,18 @@ class Group(Record):
 
 @dataclass
 class ProcessedMessage(Record):
-    key: str                     # the Message-ID, else sha256 of the raw bytes
-    status: str                  # applied | ignored | failed | quarantined
+    key: str  # the Message-ID, else sha256 of the raw bytes
+    status: str  # applied | ignored | failed | quarantined
     at: datetime | None = None
     attempts: int = 0
     error: str = ""
-    summary: str = ""            # kind and command, for the log and `status`
+    summary: str = ""  # kind and command, for the log and `status`
 
 
 @dataclass
 class Token(Record):
     token: str
-    purpose: str                 # confirm_join | confirm_leave | confirm_forget | member
+    purpose: str  # confirm_join | confirm_leave | confirm_forget | member
     address: str
     member_id: str
     created_at: datetime
@@ -196,15 +196,15 @@ class Token(Record):
 
 @dataclass(init=False)
 class OutboxEntry(Record):
-    key: str                     # idempotency key, e.g. "intro:2026-12:7"
-    kind: str                    # template name
+    key: str  # idempotency key, e.g. "intro:2026-12:7"
+    kind: str  # template name
     envelope_from: str
     recipients: list[str]
     message_id: str
     # The rendered message lives in a spool file (not in the store's document, which every commit rewrites):
     # its absolute path, "" when no message is kept (sent, or never buildable). See mailer.outbox.
     body_file: str = ""
-    status: str = "queued"       # queued | sent | failed
+    status: str = "queued"  # queued | sent | failed
     attempts: int = 0
     last_error: str = ""
     queued_at: datetime | None = None
@@ -264,14 +264,14 @@ class Notice:
     Not stored: the outbox stores the rendered message instead.
     """
 
-    kind: str                        # template name, e.g. "confirm_join", "welcome", "intro", "summary"
-    to: list[str]                    # recipient addresses (an intro goes To every member of the group)
-    values: dict[str, Any] = field(default_factory=dict)   # what the template shows
-    key: str = ""                    # idempotency key for the outbox, e.g. "intro:2026-12:7"
-    message_id: str | None = None    # pre-assigned Message-ID (no brackets) when the caller must know it
-    in_reply_to: str | None = None   # Message-ID (no brackets) of the message this answers or follows
+    kind: str  # template name, e.g. "confirm_join", "welcome", "intro", "summary"
+    to: list[str]  # recipient addresses (an intro goes To every member of the group)
+    values: dict[str, Any] = field(default_factory=dict)  # what the template shows
+    key: str = ""  # idempotency key for the outbox, e.g. "intro:2026-12:7"
+    message_id: str | None = None  # pre-assigned Message-ID (no brackets) when the caller must know it
+    in_reply_to: str | None = None  # Message-ID (no brackets) of the message this answers or follows
     references: list[str] = field(default_factory=list)
-    reply_to: list[str] = field(default_factory=list)      # default: the programme address
-    unsubscribe_token: str = ""      # the member's token for List-Unsubscribe (single-recipient mail)
-    auto_reply: bool = False         # an answer to a person's message: Auto-Submitted: auto-replied
+    reply_to: list[str] = field(default_factory=list)  # default: the programme address
+    unsubscribe_token: str = ""  # the member's token for List-Unsubscribe (single-recipient mail)
+    auto_reply: bool = False  # an answer to a person's message: Auto-Submitted: auto-replied
     images: dict[str, bytes] = field(default_factory=dict)  # content-id -> PNG, inline and attached

@@ -112,9 +112,7 @@ def _organisations(people: Sequence[Person]) -> dict[str, str]:
     except (AttributeError, TypeError) as exc:
         raise ValueError(f"people must be a sequence of Person: {exc}") from exc
     if not (set(map(type, orgs)) <= {str} and set(map(type, orgs.values())) <= {str}):
-        position = next(
-            i for i, p in enumerate(people) if type(p.id) is not str or type(p.org) is not str
-        )
+        position = next(i for i, p in enumerate(people) if type(p.id) is not str or type(p.org) is not str)
         raise ValueError(f"people[{position}] needs a string id and a string org")
     if len(orgs) != len(people):
         seen: set[str] = set()
@@ -138,9 +136,7 @@ def _solve_whole_exactly(order: list[str], model: CostModel) -> list[list[str]]:
 def _with_hosts(member_lists: list[list[str]], model: CostModel, rng: Random) -> list[Group]:
     """Members sorted; each host the member who hosted least recently (never: first)."""
     # The groups' order is already a function of the sorted ids and the seed only.
-    canonical = [
-        (m[0], m[1]) if len(m) == 2 and m[0] < m[1] else tuple(sorted(m)) for m in member_lists
-    ]
+    canonical = [(m[0], m[1]) if len(m) == 2 and m[0] < m[1] else tuple(sorted(m)) for m in member_lists]
     hosted = model.last_hosted.get
     never = _NEVER_HOSTED
     groups = []

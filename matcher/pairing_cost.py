@@ -54,9 +54,9 @@ class CostModel:
     # (a, b) as listed in a past group -> last round of that group; either order may be present,
     # and the keys include whole triples (harmless: a lookup is always of two people).
     met: dict[tuple[str, ...], int]
-    recency_rank: dict[int, int]             # past round -> 1 (oldest) .. number of rounds
-    recent_triple: frozenset[str]            # people whose latest round put them in a triple
-    last_hosted: dict[str, int]              # person -> latest round they hosted
+    recency_rank: dict[int, int]  # past round -> 1 (oldest) .. number of rounds
+    recent_triple: frozenset[str]  # people whose latest round put them in a triple
+    last_hosted: dict[str, int]  # person -> latest round they hosted
     weights: Weights
 
     def last_met(self, a: str, b: str) -> int | None:
@@ -144,9 +144,7 @@ def build_cost_model(orgs: dict[str, str], history: Sequence[_PastGroupLike]) ->
     )
 
 
-def _last_in_triple(
-    rounds: list[int], members: list[tuple[str, ...]], triples: list[int]
-) -> frozenset[str]:
+def _last_in_triple(rounds: list[int], members: list[tuple[str, ...]], triples: list[int]) -> frozenset[str]:
     """People whose latest round (rounds sorted ascending) put them in a group of 3 or more.
 
     Scans the history once from the end, testing every member against the small set of

@@ -132,7 +132,7 @@ def _solve_odd(costs: np.ndarray, extra: np.ndarray) -> tuple[int, Groups]:
     masked = costs.copy()
     np.fill_diagonal(masked, np.iinfo(np.int64).max // 4)
     cheapest_two = np.partition(masked, 1, axis=1)[:, :2].sum(axis=1)
-    join_bound = extra + cheapest_two           # h(x): x joining any two, at best
+    join_bound = extra + cheapest_two  # h(x): x joining any two, at best
 
     dummy = n
     relaxed = np.zeros((n + 1, n + 1), dtype=np.int64)
@@ -247,8 +247,6 @@ def _candidate_triples(
         keep = (bound < upper) & (index[:, None] > x) & (index[:, None] < index[None, :])
         a_idx, b_idx = np.nonzero(keep)
         bounds = bound[a_idx, b_idx]
-        found.extend(
-            zip(bounds.tolist(), [x] * len(a_idx), a_idx.tolist(), b_idx.tolist(), strict=True)
-        )
+        found.extend(zip(bounds.tolist(), [x] * len(a_idx), a_idx.tolist(), b_idx.tolist(), strict=True))
     found.sort()
     return found

@@ -113,9 +113,7 @@ def _initial_costs(groups: list[list[str]], model: CostModel) -> list[int]:
     """Group costs, with the common conflict-free pair priced by two set lookups only."""
     met, org, pair_cost = model.met, model.org, model.pair_cost
     costs = [
-        pair_cost(a, b)
-        if (a, b) in met or (b, a) in met or (org[a] and org[a] == org[b])
-        else 0
+        pair_cost(a, b) if (a, b) in met or (b, a) in met or (org[a] and org[a] == org[b]) else 0
         for a, b, *_ in groups
     ]
     if len(groups[-1]) == 3:
@@ -137,9 +135,7 @@ def _recombinations(first: list[str], second: list[str]) -> list[tuple[list[str]
     return options
 
 
-def _improve_by_swaps(
-    groups: list[list[str]], costs: list[int], model: CostModel, rng: Random
-) -> None:
+def _improve_by_swaps(groups: list[list[str]], costs: list[int], model: CostModel, rng: Random) -> None:
     count = len(groups)
     if count < 2:
         return
@@ -178,9 +174,7 @@ def _improve_by_swaps(
                 queue.append(j)
 
 
-def _repair_exactly(
-    groups: list[list[str]], costs: list[int], model: CostModel, rng: Random
-) -> None:
+def _repair_exactly(groups: list[list[str]], costs: list[int], model: CostModel, rng: Random) -> None:
     """Re-solve costly groups exactly together with random other groups until nothing gains."""
     stale = 0
     for _ in range(_REPAIR_ROUNDS):

@@ -46,7 +46,7 @@ class UnknownRound(RoundError):
 class CloseReport:
     round_id: str
     ghosts: list[Member]
-    met: int          # groups by result
+    met: int  # groups by result
     missed: int
     no_reply: int
 
@@ -56,7 +56,7 @@ class PreviewGroup:
     number: int
     members: list[Member]
     host: Member
-    repeats: list[tuple[Member, Member, str]]   # a pair that met before, and their last round
+    repeats: list[tuple[Member, Member, str]]  # a pair that met before, and their last round
     same_org: list[tuple[Member, Member]]
 
 
@@ -65,7 +65,7 @@ class RoundPreview:
     round_id: str
     starts_on: date
     seed: int
-    already_started: bool     # the groups shown are the recorded ones, not a fresh pairing
+    already_started: bool  # the groups shown are the recorded ones, not a fresh pairing
     groups: list[PreviewGroup] = field(default_factory=list)
     unpaired: list[Member] = field(default_factory=list)
 
@@ -152,9 +152,7 @@ def resume_due_pauses(store: Store, today: date) -> list[Member]:
 # -- starting a round
 
 
-def start_round(
-    store: Store, dates: RoundDates, now: datetime, *, seed: int | None = None
-) -> Round:
+def start_round(store: Store, dates: RoundDates, now: datetime, *, seed: int | None = None) -> Round:
     """Pair the eligible members and record the round and its groups, all in one transaction.
 
     Idempotent: if the round is already recorded, it is returned unchanged (whatever ``seed`` says).
@@ -173,9 +171,7 @@ def start_round(
         # No group of this round exists yet, so the history before it also decides eligibility.
         history = _history(store, before=dates.ordinal)
         members = _eligible(store, dates.starts_on, history)
-        pairing = make_pairing(
-            [Person(id=m.id, org=normalise_org(m.org)) for m in members], history, seed
-        )
+        pairing = make_pairing([Person(id=m.id, org=normalise_org(m.org)) for m in members], history, seed)
         round_ = Round(
             id=dates.round_id,
             ordinal=dates.ordinal,
@@ -262,8 +258,7 @@ def format_preview(preview: RoundPreview) -> str:
     """Plain text for the organiser: each group with names, organisations and any warnings."""
     state = "already started; recorded groups" if preview.already_started else "preview"
     lines = [
-        f"Round {preview.round_id} starting {preview.starts_on.isoformat()} "
-        f"({state}, seed {preview.seed})",
+        f"Round {preview.round_id} starting {preview.starts_on.isoformat()} ({state}, seed {preview.seed})",
         f"{preview.people} people in {len(preview.groups)} groups; "
         f"{preview.repeats} repeated pairs, {preview.same_org} same-organisation pairs",
         "",
@@ -351,9 +346,7 @@ def clean_reason(reason: str) -> str:
 # -- closing
 
 
-def close_round(
-    store: Store, round_id: str, now: datetime, *, ghost_rounds: int = 3
-) -> CloseReport:
+def close_round(store: Store, round_id: str, now: datetime, *, ghost_rounds: int = 3) -> CloseReport:
     """Settle a round: unanswered outcomes become no_reply, silence is counted, ghosts are paused.
 
     Silence: a member answered the round if they said met or missed themselves, or if a partner
@@ -438,9 +431,7 @@ def close_report(store: Store, round_id: str) -> CloseReport:
     counts = {Result.MET: 0, Result.MISSED: 0, Result.NO_REPLY: 0}
     for group in groups_of_round(store, round_id):
         counts[group.result() or Result.NO_REPLY] += 1
-    return CloseReport(
-        round_id, [], counts[Result.MET], counts[Result.MISSED], counts[Result.NO_REPLY]
-    )
+    return CloseReport(round_id, [], counts[Result.MET], counts[Result.MISSED], counts[Result.NO_REPLY])
 
 
 # -- helpers

@@ -50,8 +50,8 @@ class ProcessLock:
     """An exclusive lock on a file that tells whoever else tries which process holds it."""
 
     def __init__(self, path: Path, subject: Path) -> None:
-        self.path = path            # the lock file
-        self.subject = subject      # what it protects, for the message
+        self.path = path  # the lock file
+        self.subject = subject  # what it protects, for the message
         self._lock = FileLock(path, timeout=0)
         self._pid_path = path.with_suffix(".pid")
 

@@ -319,7 +319,7 @@ class Dovecot:
         if self.running:
             self.unfreeze()
             return self
-        stdio = open(self.dir / "dovecot.stdio", "ab")  # noqa: SIM115 - handed to the child
+        stdio = open(self.dir / "dovecot.stdio", "ab")
         try:
             # Dovecot's master keeps its stdio open for its lifetime: pipes would never close.
             self._process = subprocess.Popen(
@@ -641,7 +641,7 @@ class _SinkHandler:
     def __init__(self, sink: SmtpSink) -> None:
         self._sink = sink
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
         reply = self._sink._scripted_reply("RCPT", [address])
@@ -651,9 +651,7 @@ class _SinkHandler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(  # noqa: N802 - aiosmtpd hook name
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         reply = self._sink._scripted_reply("DATA", list(envelope.rcpt_tos))
         if reply is not None:
             _close_after_421(server, reply)

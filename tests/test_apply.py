@@ -81,9 +81,7 @@ class Harness:
         with self.store.transaction():
             return self.processor.process(raw)
 
-    def say(
-        self, sender: str, body: str = "", subject: str = "", **options: object
-    ) -> ProcessResult:
+    def say(self, sender: str, body: str = "", subject: str = "", **options: object) -> ProcessResult:
         return self.send(make_message(sender, body, subject, **options))  # type: ignore[arg-type]
 
     def member(self, address: str) -> Member:
@@ -93,9 +91,7 @@ class Harness:
 
     def join(self, address: str, name: str = "", org: str = "", about: str = "") -> Member:
         """Join and confirm with `confirm TOKEN`: an active member."""
-        lines = ["join"] + [
-            f"{k}: {v}" for k, v in (("name", name), ("org", org), ("about", about)) if v
-        ]
+        lines = ["join"] + [f"{k}: {v}" for k, v in (("name", name), ("org", org), ("about", about)) if v]
         asked = only(self.say(address, "\n".join(lines)), "confirm_join")
         only(self.say(address, f"confirm {asked.values['token']}"), "welcome")
         member = self.member(address)
@@ -189,11 +185,7 @@ def test_join_makes_a_pending_member_and_asks_for_confirmation(box: Harness) -> 
     assert notice.message_id and notice.message_id.endswith("@unmentoring.example.org")
     assert token.message_id == notice.message_id
     assert notice.reply_to == [f"coffee+{token.token}@unmentoring.example.org"]
-    assert (
-        notice.auto_reply
-        and notice.key.startswith("reply:")
-        and notice.key.endswith(":confirm_join")
-    )
+    assert notice.auto_reply and notice.key.startswith("reply:") and notice.key.endswith(":confirm_join")
 
 
 def test_join_takes_the_name_from_the_from_header_when_none_is_given(box: Harness) -> None:
@@ -211,17 +203,13 @@ def _confirm_by(path: str, box: Harness, asked: Notice) -> ProcessResult:
     if path == "plus-address":
         return box.say(sender, "sure", "Re: your email", to=asked.reply_to[0])
     if path == "body":
-        quoted = (
-            f"Yes\n\nOn Monday UnMentoring wrote:\n> To confirm, reply or send: confirm {token}\n"
-        )
+        quoted = f"Yes\n\nOn Monday UnMentoring wrote:\n> To confirm, reply or send: confirm {token}\n"
         return box.say(sender, quoted, "Re: hello")
     assert path == "confirm-command"
     return box.say(sender, f"CONFIRM {token}", "")
 
 
-@pytest.mark.parametrize(
-    "path", ["in-reply-to", "references", "plus-address", "body", "confirm-command"]
-)
+@pytest.mark.parametrize("path", ["in-reply-to", "references", "plus-address", "body", "confirm-command"])
 def test_join_is_confirmed_by_each_path(box: Harness, path: str) -> None:
     asked = only(box.say("Ann <ann@example.org>", "join"), "confirm_join")
     box.clock.advance(timedelta(hours=2))
@@ -274,9 +262,7 @@ def test_confirm_without_any_code_explains(box: Harness) -> None:
 
 def test_a_forged_join_subscribes_nobody(box: Harness) -> None:
     # Mallory writes "join" with Victim's address in From: the confirmation goes to Victim.
-    result = box.say(
-        "Victim <victim@example.org>", "join", headers={"Sender": "mallory@evil.example"}
-    )
+    result = box.say("Victim <victim@example.org>", "join", headers={"Sender": "mallory@evil.example"})
     asked = only(result, "confirm_join")
     assert asked.to == ["victim@example.org"]
     assert box.member("victim@example.org").status is MemberStatus.PENDING
@@ -353,9 +339,7 @@ def test_leave_without_proof_asks_for_confirmation(box: Harness) -> None:
     assert asked.reply_to == [f"coffee+{token.token}@unmentoring.example.org"]
     assert box.member("ann@example.org").status is MemberStatus.ACTIVE
 
-    goodbye = only(
-        box.say("ann@example.org", "yes", "Re: x", in_reply_to=asked.message_id), "goodbye"
-    )
+    goodbye = only(box.say("ann@example.org", "yes", "Re: x", in_reply_to=asked.message_id), "goodbye")
     assert goodbye.to == ["ann@example.org"]
     assert box.member("ann@example.org").status is MemberStatus.LEFT
 
@@ -372,9 +356,7 @@ def test_a_forged_leave_only_asks_the_real_address(box: Harness) -> None:
     box.join("bob@example.org")
     bobs = add_sent(box, "reply:x:status", ["bob@example.org"], kind="status")
     # Forged From, and a reply to somebody else's email: no proof for Ann's mailbox.
-    asked = only(
-        box.say("ann@example.org", "leave", "Re: status", in_reply_to=bobs), "confirm_leave"
-    )
+    asked = only(box.say("ann@example.org", "leave", "Re: status", in_reply_to=bobs), "confirm_leave")
     assert asked.to == ["ann@example.org"]
     assert box.member("ann@example.org").status is MemberStatus.ACTIVE
 
@@ -382,9 +364,7 @@ def test_a_forged_leave_only_asks_the_real_address(box: Harness) -> None:
 def test_a_member_token_from_another_address_asks_its_owner(box: Harness) -> None:
     ann = box.join("ann@example.org")
     member_token = tokens.valid_member_token(box.store, ann, START)
-    asked = only(
-        box.say("ann.lee@work.example", "", f"leave {member_token.token}"), "confirm_leave"
-    )
+    asked = only(box.say("ann.lee@work.example", "", f"leave {member_token.token}"), "confirm_leave")
     assert asked.to == ["ann@example.org"]
     assert box.member("ann@example.org").status is MemberStatus.ACTIVE
 
@@ -580,18 +560,12 @@ def test_met_in_reply_to_an_intro_names_that_group(box: Harness) -> None:
     ann = box.join("ann@example.org")
     bob = box.join("bob@example.org")
     cat = box.join("cat@example.org")
-    january = Group(
-        "2026-01", 1, [ann.id, bob.id], host=ann.id, intro_message_id="intro-1@u.example"
-    )
-    february = Group(
-        "2026-02", 1, [ann.id, cat.id], host=cat.id, intro_message_id="intro-2@u.example"
-    )
+    january = Group("2026-01", 1, [ann.id, bob.id], host=ann.id, intro_message_id="intro-1@u.example")
+    february = Group("2026-02", 1, [ann.id, cat.id], host=cat.id, intro_message_id="intro-2@u.example")
     add_round(box, "2026-01", 24312, [january])
     add_round(box, "2026-02", 24313, [february])
 
-    result = box.say(
-        "ann@example.org", "Met! Lovely chat.", "Re: intro", in_reply_to="intro-1@u.example"
-    )
+    result = box.say("ann@example.org", "Met! Lovely chat.", "Re: intro", in_reply_to="intro-1@u.example")
 
     assert result.status == "applied" and result.notices == []
     assert box.store.get(Group, "2026-01:1").outcomes[ann.id].result is Result.MET
@@ -606,10 +580,7 @@ def test_missed_in_reply_to_a_followup_names_that_group(box: Harness) -> None:
     add_round(box, "2026-02", 24313, [Group("2026-02", 1, [ann.id, cat.id], host=cat.id)])
     followup = add_sent(box, f"followup:2026-01:1:{ann.id}", ["ann@example.org"])
 
-    body = (
-        "missed - Bob was off sick all week\nsecond line\n\n"
-        "On Mon, UnMentoring wrote:\n> Did you meet?"
-    )
+    body = "missed - Bob was off sick all week\nsecond line\n\nOn Mon, UnMentoring wrote:\n> Did you meet?"
     result = box.say("ann@example.org", body, "Re: Did you meet Bob?", in_reply_to=followup)
 
     assert result.notices == []

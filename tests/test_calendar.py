@@ -73,7 +73,7 @@ def test_a_month_that_begins_on_the_cadence_weekday_starts_on_the_first() -> Non
 @pytest.mark.parametrize(
     ("year", "month", "expected"),
     [
-        (2026, 7, date(2026, 7, 31)),   # the month's last day is a Friday
+        (2026, 7, date(2026, 7, 31)),  # the month's last day is a Friday
         (2026, 2, date(2026, 2, 27)),
         (2026, 10, date(2026, 10, 30)),
         (2026, 1, date(2026, 1, 30)),
@@ -117,8 +117,8 @@ def test_summer_and_winter_starts_in_london_and_new_york() -> None:
     assert round_dates(make_calendar(), 2026, 7).starts_at == utc(2026, 7, 6, 8, 0)
     assert round_dates(make_calendar(), 2026, 12).starts_at == utc(2026, 12, 7, 9, 0)
     new_york = round_dates(make_calendar(zone="America/New_York"), 2026, 3)
-    assert new_york.starts_at == utc(2026, 3, 2, 14, 0)        # EST
-    assert new_york.followup_at == utc(2026, 3, 9, 13, 0)      # EDT since 8 March
+    assert new_york.starts_at == utc(2026, 3, 2, 14, 0)  # EST
+    assert new_york.followup_at == utc(2026, 3, 9, 13, 0)  # EDT since 8 March
 
 
 def test_start_time_in_the_hour_the_clocks_skip_or_repeat() -> None:
@@ -178,8 +178,14 @@ def test_round_dates_from_an_id() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("which", 4), ("which", -2), ("weekday", 7), ("followup_weekday", -1), ("meeting_week", 0),
-     ("reminder_after_days", -1)],
+    [
+        ("which", 4),
+        ("which", -2),
+        ("weekday", 7),
+        ("followup_weekday", -1),
+        ("meeting_week", 0),
+        ("reminder_after_days", -1),
+    ],
 )
 def test_a_bad_calendar_names_the_field(field: str, value: int) -> None:
     with pytest.raises(ValueError, match=f"Calendar.{field}"):
@@ -201,12 +207,15 @@ def test_naive_now_is_refused() -> None:
     start=st.times(),
     meeting_week=st.integers(1, 3),
     followup=st.integers(0, 6),
-    now=st.datetimes(
-        min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
-    ),
+    now=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)),
 )
 def test_rounds_tile_time(
-    which: int, weekday: int, zone: str, start: time, meeting_week: int, followup: int,
+    which: int,
+    weekday: int,
+    zone: str,
+    start: time,
+    meeting_week: int,
+    followup: int,
     now: datetime,
 ) -> None:
     calendar = make_calendar(

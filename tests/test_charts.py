@@ -65,7 +65,7 @@ def programme(size: int, rounds: int = 12, orgs: int | None = None, seed: int = 
     for _ in range(rounds):
         ids = [p.id for p in people]
         rng.shuffle(ids)
-        groups = [ids[i:i + 2] for i in range(0, len(ids) - len(ids) % 2, 2)]
+        groups = [ids[i : i + 2] for i in range(0, len(ids) - len(ids) % 2, 2)]
         if len(ids) % 2 and groups:
             groups[-1].append(ids[-1])
         last = []
@@ -101,18 +101,19 @@ def test_growth_chart_is_a_png_of_sensible_size():
     assert_sensible_png(growth_chart_png(points, title="Members"))
 
 
-@pytest.mark.parametrize("points", [[], [MonthPoint("2026-03", 0, 0, 0)],
-                                    [MonthPoint("2026-03", 1, 1, 0)]])
+@pytest.mark.parametrize("points", [[], [MonthPoint("2026-03", 0, 0, 0)], [MonthPoint("2026-03", 1, 1, 0)]])
 def test_growth_chart_renders_with_no_or_one_month(points):
     assert_sensible_png(growth_chart_png(points, title="Nothing yet"))
 
 
 def test_growth_plan_orders_months_keeps_gaps_and_draws_leaves_below_the_axis():
-    plan = plan_growth([
-        MonthPoint("2026-04", 30, 5, 2),
-        MonthPoint("2026-01", 20, 20, 0),
-        MonthPoint("2026-02", 25, 6, 1),
-    ])
+    plan = plan_growth(
+        [
+            MonthPoint("2026-04", 30, 5, 2),
+            MonthPoint("2026-01", 20, 20, 0),
+            MonthPoint("2026-02", 25, 6, 1),
+        ]
+    )
     assert plan.months == ("2026-01", "2026-02", "2026-04")
     assert plan.x == (0, 1, 3)  # March is missing and stays a gap
     assert plan.members == (20, 25, 30)
@@ -120,12 +121,15 @@ def test_growth_plan_orders_months_keeps_gaps_and_draws_leaves_below_the_axis():
     assert plan.leaves == (0, -1, -2)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (MonthPoint("2026-13", 1, 1, 1), "2026-01"),
-    (MonthPoint("January", 1, 1, 1), "2026-01"),
-    (MonthPoint("2026-01", -1, 1, 1), "members"),
-    (MonthPoint("2026-01", 1, 1.5, 1), "joins"),  # type: ignore[arg-type]
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (MonthPoint("2026-13", 1, 1, 1), "2026-01"),
+        (MonthPoint("January", 1, 1, 1), "2026-01"),
+        (MonthPoint("2026-01", -1, 1, 1), "members"),
+        (MonthPoint("2026-01", 1, 1.5, 1), "joins"),  # type: ignore[arg-type]
+    ],
+)
 def test_growth_plan_rejects_bad_points_with_a_clear_message(bad, message):
     with pytest.raises(ValueError, match=message):
         plan_growth([bad])
@@ -153,7 +157,10 @@ def test_month_ticks_show_the_year_at_january():
     ticks = month_ticks(month_index("2025-11"), 4)
     assert [label for _, label in ticks] == ["Nov\n2025", "Dec", "Jan\n2026", "Feb"]
     assert [label for _, label in month_ticks(month_index("2026-01"), 60)][:3] == [
-        "Jan\n2026", "Jul", "Jan\n2027"]
+        "Jan\n2026",
+        "Jul",
+        "Jan\n2027",
+    ]
 
 
 # --------------------------------------------------------------------------- round network
@@ -180,9 +187,11 @@ def test_round_network_lays_groups_out_met_first_then_missed_then_no_reply():
     pairs_only = Counter(m for e in last for m in (e.a, e.b))
     rank = {OUTCOME_COLOURS[o]: i for i, o in enumerate(("met", "missed", "no_reply"))}
     by_reading_order = sorted(
-        ((-(a[1] + b[1]) / 2, (a[0] + b[0]) / 2, rank[colour])
-         for (a, b), colour, edge in zip(plan.segments, plan.edge_colours, last, strict=True)
-         if pairs_only[edge.a] == 1 and pairs_only[edge.b] == 1),
+        (
+            (-(a[1] + b[1]) / 2, (a[0] + b[0]) / 2, rank[colour])
+            for (a, b), colour, edge in zip(plan.segments, plan.edge_colours, last, strict=True)
+            if pairs_only[edge.a] == 1 and pairs_only[edge.b] == 1
+        ),
     )
     ranks = [r for _, _, r in by_reading_order]
     assert ranks == sorted(ranks)
@@ -205,11 +214,14 @@ def test_round_network_labels_only_small_programmes():
     assert not any(plan_round_network(big, big_edges).labels)
 
 
-@pytest.mark.parametrize("nodes, edges", [
-    ([], []),
-    ([Node("a", "Ana", "Acme")], []),
-    ([Node("a", "", "")], []),
-])
+@pytest.mark.parametrize(
+    "nodes, edges",
+    [
+        ([], []),
+        ([Node("a", "Ana", "Acme")], []),
+        ([Node("a", "", "")], []),
+    ],
+)
 def test_round_network_renders_with_nobody_or_one_person(nodes, edges):
     assert_sensible_png(round_network_png(nodes, edges, title="Round 1"))
 
@@ -217,9 +229,9 @@ def test_round_network_renders_with_nobody_or_one_person(nodes, edges):
 def test_round_network_pixels_show_only_the_outcomes_present():
     nodes = [Node(x, x.upper(), "Acme") for x in "abcd"]
     missed_only = round_network_png(
-        nodes, [Edge("a", "b", "missed"), Edge("c", "d", "missed")], title="All missed")
-    met_only = round_network_png(
-        nodes, [Edge("a", "b", "met"), Edge("c", "d", "met")], title="All met")
+        nodes, [Edge("a", "b", "missed"), Edge("c", "d", "missed")], title="All missed"
+    )
+    met_only = round_network_png(nodes, [Edge("a", "b", "met"), Edge("c", "d", "met")], title="All met")
     assert colour_pixels(missed_only)["red"] > 200 and colour_pixels(missed_only)["green"] == 0
     assert colour_pixels(met_only)["green"] > 200 and colour_pixels(met_only)["red"] == 0
 
@@ -230,8 +242,7 @@ def test_round_network_rejects_an_unknown_outcome():
 
 
 def test_round_network_draws_edges_to_people_it_was_not_told_about_and_drops_self_loops():
-    plan = plan_round_network(
-        [Node("a", "Ana", "Acme")], [Edge("a", "ghost", "met"), Edge("a", "a", "met")])
+    plan = plan_round_network([Node("a", "Ana", "Acme")], [Edge("a", "ghost", "met"), Edge("a", "a", "met")])
     assert plan.node_ids == ("a", "ghost")
     assert plan.labels == ("Ana", "")
     assert len(plan.segments) == 1
@@ -240,9 +251,9 @@ def test_round_network_draws_edges_to_people_it_was_not_told_about_and_drops_sel
 def test_same_input_and_seed_give_the_same_png_and_another_seed_another_layout():
     people, last, met = programme(200)
     assert round_network_png(people, last, title="R", seed=4) == round_network_png(
-        people, last, title="R", seed=4)
-    assert met_network_png(people, met, title="M", seed=4) == met_network_png(
-        people, met, title="M", seed=4)
+        people, last, title="R", seed=4
+    )
+    assert met_network_png(people, met, title="M", seed=4) == met_network_png(people, met, title="M", seed=4)
     growth = [MonthPoint("2026-01", 5, 5, 0), MonthPoint("2026-02", 7, 3, 1)]
     assert growth_chart_png(growth, title="G") == growth_chart_png(growth, title="G")
     assert plan_met_network(people, met, seed=4) != plan_met_network(people, met, seed=5)
@@ -260,8 +271,7 @@ def test_org_legend_shows_the_ten_largest_organisations_and_the_rest_in_grey():
     assert plan.org_legend[0].label == "Big (30)"
     assert plan.org_legend[-1].colour == OTHER_COLOUR
     assert plan.org_legend[-1].label == "16 other organisations (65)"
-    coloured = [p for p, c in zip(plan.node_ids, plan.node_colours, strict=True)
-                if c != OTHER_COLOUR]
+    coloured = [p for p, c in zip(plan.node_ids, plan.node_colours, strict=True) if c != OTHER_COLOUR]
     assert len(coloured) == 30 + 9 * 4
     assert not set(ORG_PALETTE) & set(OUTCOME_COLOURS.values())
 
@@ -278,7 +288,8 @@ def test_people_without_organisation_are_grey_and_named_as_such():
 def test_met_network_draws_each_pair_once_and_merges_repeats():
     nodes = [Node(x, x, "Acme" if x < "c" else "Beta") for x in "abcd"]
     plan = plan_met_network(
-        nodes, [("a", "b", 1), ("b", "a", 1), ("c", "d", 1), ("a", "c", 0), ("d", "d", 2)])
+        nodes, [("a", "b", 1), ("b", "a", 1), ("c", "d", 1), ("a", "c", 0), ("d", "d", 2)]
+    )
     assert len(plan.segments) == 2
     assert set(plan.edge_colours) == {MET_EDGE_COLOUR}
     assert [entry.label for entry in plan.edge_legend] == ["once (1)", "more than once (1)"]
@@ -299,9 +310,10 @@ def test_small_met_network_puts_named_people_on_a_circle_grouped_by_organisation
         assert math.isclose(math.hypot(x, y), 1.0)
         assert math.isclose(dx, x) and math.isclose(dy, y)  # names point outwards
     # Walking round the circle, each organisation's colour is one unbroken run.
-    order = sorted(zip(plan.positions, plan.node_colours, strict=True),
-                   key=lambda item: (math.pi / 2 - math.atan2(item[0][1], item[0][0]))
-                   % (2 * math.pi))
+    order = sorted(
+        zip(plan.positions, plan.node_colours, strict=True),
+        key=lambda item: (math.pi / 2 - math.atan2(item[0][1], item[0][0])) % (2 * math.pi),
+    )
     runs = [c for i, (_, c) in enumerate(order) if i == 0 or order[i - 1][1] != c]
     assert len(runs) == len(set(plan.node_colours))
 
@@ -316,20 +328,25 @@ def test_large_met_network_clusters_people_by_organisation():
     assert len(members) == 11  # ten legend colours and grey
     discs = []
     for positions in members.values():
-        centre = (sum(x for x, _ in positions) / len(positions),
-                  sum(y for _, y in positions) / len(positions))
+        centre = (
+            sum(x for x, _ in positions) / len(positions),
+            sum(y for _, y in positions) / len(positions),
+        )
         discs.append((centre, max(math.dist(centre, p) for p in positions)))
     for i, (centre_i, radius_i) in enumerate(discs):  # organisations do not overlap
-        for centre_j, radius_j in discs[i + 1:]:
+        for centre_j, radius_j in discs[i + 1 :]:
             assert math.dist(centre_i, centre_j) > radius_i + radius_j
     assert len(plan.segments) == len(met)
 
 
-@pytest.mark.parametrize("nodes, edges", [
-    ([], []),
-    ([Node("a", "Ana", "Acme")], []),
-    ([Node("a", "$ally_", "$x$ Corp")], [("a", "b", 1)]),
-])
+@pytest.mark.parametrize(
+    "nodes, edges",
+    [
+        ([], []),
+        ([Node("a", "Ana", "Acme")], []),
+        ([Node("a", "$ally_", "$x$ Corp")], [("a", "b", 1)]),
+    ],
+)
 def test_met_network_renders_with_nobody_one_person_or_awkward_names(nodes, edges):
     assert_sensible_png(met_network_png(nodes, edges, title="Met $so far$"))
 
@@ -339,8 +356,7 @@ def test_met_network_renders_with_nobody_one_person_or_awkward_names(nodes, edge
 
 def test_two_thousand_members_render_in_a_few_seconds_each():
     people, last, met = programme(2000)
-    months = [MonthPoint(f"{2026 + m // 12}-{m % 12 + 1:02d}", 1000 + 80 * m, 90, 10)
-              for m in range(12)]
+    months = [MonthPoint(f"{2026 + m // 12}-{m % 12 + 1:02d}", 1000 + 80 * m, 90, 10) for m in range(12)]
     for render in (
         lambda: growth_chart_png(months, title="Growth"),
         lambda: round_network_png(people, last, title="Round 12"),
@@ -362,6 +378,7 @@ def test_rendering_leaves_pyplot_and_the_backend_alone():
         "assert 'matplotlib.pyplot' not in sys.modules\n"
         "assert dict.__getitem__(matplotlib.rcParams, 'backend') == before\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr

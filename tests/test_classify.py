@@ -73,9 +73,7 @@ def test_bounce_text_forwarded_by_a_person_is_not_a_bounce():
         "This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
         "<colleague@example.net>:\nSorry, no mailbox here by that name. (#5.1.1)\n"
     )
-    result = classify_raw(
-        build(body, subject="Fwd: something odd", Return_Path="<ann@example.org>")
-    )
+    result = classify_raw(build(body, subject="Fwd: something odd", Return_Path="<ann@example.org>"))
     assert result.kind is Kind.NOT_COMMAND
 
 

@@ -86,7 +86,7 @@ def import_form(env: CliEnv, rows: list[list[str]] = FORM_ROWS) -> None:
     env.ok("members", "import", str(path), *FORM_COLUMNS)
 
 
-def has_traceback(result) -> bool:  # noqa: ANN001 - a click Result
+def has_traceback(result) -> bool:
     return "Traceback" in result.output or (
         result.exception is not None and not isinstance(result.exception, SystemExit)
     )
@@ -126,9 +126,7 @@ def test_every_command_has_help_even_with_a_broken_config(tmp_path: Path) -> Non
             ("sandbox", "read"),
         }
     )
-    assert expected <= set(paths), (
-        f"commands the README documents are missing: {expected - set(paths)}"
-    )
+    assert expected <= set(paths), f"commands the README documents are missing: {expected - set(paths)}"
     runner = CliRunner()
     for path in paths:
         result = runner.invoke(main, ["--config", str(broken), *path, "--help"])
@@ -175,9 +173,7 @@ def test_import_dry_run_checks_everything_and_changes_nothing(env: CliEnv) -> No
     env.ok("members", "add", "zoe@example.org", "--name", "Zoe")
     before = snapshot(env.data_dir)
     assert before, "the first command should have created the database"
-    path = write_csv(
-        env.root / "form.csv", FORM_HEADER, FORM_ROWS + [["", "zoe@example.org", "Zoe", "", ""]]
-    )
+    path = write_csv(env.root / "form.csv", FORM_HEADER, FORM_ROWS + [["", "zoe@example.org", "Zoe", "", ""]])
 
     result = env.ok("members", "import", str(path), *FORM_COLUMNS, "--dry-run")
 
@@ -216,9 +212,7 @@ def test_import_with_bad_rows_reports_each_by_line_and_imports_nothing(env: CliE
 
 def test_import_without_the_email_column_names_the_columns_it_found(env: CliEnv) -> None:
     path = write_csv(env.root / "form.csv", FORM_HEADER, FORM_ROWS)
-    result = env.invoke(
-        "members", "import", str(path)
-    )  # default column "email" is not in this file
+    result = env.invoke("members", "import", str(path))  # default column "email" is not in this file
     assert result.exit_code == 1, describe(result)
     assert "line 1" in result.stderr and "Email Address" in result.stderr
     assert not env.database.exists() or env.members() == []
@@ -251,9 +245,7 @@ TRICKY_ROWS = [
 ]
 
 
-def test_export_csv_and_json_agree_and_round_trip_through_import(
-    env: CliEnv, tmp_path: Path
-) -> None:
+def test_export_csv_and_json_agree_and_round_trip_through_import(env: CliEnv, tmp_path: Path) -> None:
     import_form(env, FORM_ROWS + TRICKY_ROWS)
     env.ok("members", "remove", "bob@example.org")
     csv_path, json_path = tmp_path / "members.csv", tmp_path / "members.json"
@@ -319,10 +311,7 @@ def test_members_add_show_remove_list(env: CliEnv) -> None:
 
     result = env.ok("members", "remove", "bob@example.org")
     assert "bob@example.org" in result.stdout
-    assert (
-        json.loads(env.ok("members", "show", "bob@example.org").stdout)["member"]["status"]
-        == "left"
-    )
+    assert json.loads(env.ok("members", "show", "bob@example.org").stdout)["member"]["status"] == "left"
     assert env.ok("members", "list", "--status", "left").stdout.split("\t")[0] == "bob@example.org"
     active = env.ok("members", "list", "--status", "active").stdout.splitlines()
     assert [line.split("\t")[0] for line in active] == ["alice@example.org"]
@@ -378,9 +367,7 @@ def test_round_start_no_send_queues_introductions_and_show_lists_everyone(env: C
     assert shown.startswith(f"round {status['latest_round']} (started)"), shown
     assert "seed 3" in shown.splitlines()[0]
     for _, address, _, _, _ in FORM_ROWS:
-        assert shown.count(f"<{address}>") == 1, (
-            f"{address} should be in exactly one group:\n{shown}"
-        )
+        assert shown.count(f"<{address}>") == 1, f"{address} should be in exactly one group:\n{shown}"
     assert shown.count("[host]") == 2
     same = env.ok("round", "show", status["latest_round"]).stdout
     assert same == shown
@@ -388,9 +375,7 @@ def test_round_start_no_send_queues_introductions_and_show_lists_everyone(env: C
     assert unknown.exit_code == 1 and "1999-01" in unknown.stderr and not has_traceback(unknown)
 
 
-def test_round_start_twice_sends_each_introduction_once(
-    env: CliEnv, sandbox: SandboxServer
-) -> None:
+def test_round_start_twice_sends_each_introduction_once(env: CliEnv, sandbox: SandboxServer) -> None:
     import_form(env)
 
     first = env.ok("round", "start")
@@ -435,9 +420,7 @@ def test_status_json_counts_members_rounds_and_outbox(env: CliEnv) -> None:
     assert fresh["mode"] == "sandbox" and fresh["address"] == PROGRAMME_ADDRESS
     assert set(fresh["members"].values()) == {0}
     assert fresh["latest_round"] is None
-    assert date.fromisoformat(fresh["next_round_on"]) >= datetime.now(UTC).date() - timedelta(
-        days=1
-    )
+    assert date.fromisoformat(fresh["next_round_on"]) >= datetime.now(UTC).date() - timedelta(days=1)
 
     import_form(env)
     env.ok("members", "remove", "erin@example.org")
@@ -453,9 +436,7 @@ def test_status_json_counts_members_rounds_and_outbox(env: CliEnv) -> None:
     assert f"latest_round: {info['latest_round']}" in plain and "members:" in plain
 
 
-def test_summary_preview_writes_the_eml_and_pictures_and_sends_nothing(
-    env: CliEnv, tmp_path: Path
-) -> None:
+def test_summary_preview_writes_the_eml_and_pictures_and_sends_nothing(env: CliEnv, tmp_path: Path) -> None:
     import_form(env)
     env.ok("round", "start", "--no-send")
     closed = env.ok("round", "close", "--no-send")
@@ -474,9 +455,7 @@ def test_summary_preview_writes_the_eml_and_pictures_and_sends_nothing(
     assert message.get_body(preferencelist=("plain",)) is not None
     pngs = sorted(out.glob("*.png"))
     assert len(pngs) >= 2, f"the growth chart and the network diagram: {pngs}"
-    inline = {
-        part.get_content() for part in message.walk() if part.get_content_type() == "image/png"
-    }
+    inline = {part.get_content() for part in message.walk() if part.get_content_type() == "image/png"}
     for png in pngs:
         data = png.read_bytes()
         assert data.startswith(PNG_SIGNATURE)
@@ -507,9 +486,7 @@ BAD_CONFIGS = [
 
 
 @pytest.mark.parametrize(("text", "key"), BAD_CONFIGS, ids=[key for _, key in BAD_CONFIGS])
-def test_configuration_errors_exit_2_naming_the_file_and_the_key(
-    tmp_path: Path, text: str, key: str
-) -> None:
+def test_configuration_errors_exit_2_naming_the_file_and_the_key(tmp_path: Path, text: str, key: str) -> None:
     path = tmp_path / "unmentoring.toml"
     path.write_text(text, encoding="utf-8")
     env = CliEnv(tmp_path / "unused", sandbox_port=free_port())
@@ -588,9 +565,7 @@ OUT_OF_OFFICE = (
 )
 
 
-def test_explain_reads_a_file_and_stdin_alike_and_changes_nothing(
-    env: CliEnv, tmp_path: Path
-) -> None:
+def test_explain_reads_a_file_and_stdin_alike_and_changes_nothing(env: CliEnv, tmp_path: Path) -> None:
     path = tmp_path / "reply.eml"
     path.write_bytes(MISSED.encode())
 

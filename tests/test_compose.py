@@ -43,9 +43,7 @@ def parse(raw: bytes) -> EmailMessage:
 
 
 def welcome(**changes: object) -> Notice:
-    notice = Notice(
-        "welcome", ["alice@example.org"], dict(SAMPLE_VALUES["welcome"]), key="reply:k:welcome"
-    )
+    notice = Notice("welcome", ["alice@example.org"], dict(SAMPLE_VALUES["welcome"]), key="reply:k:welcome")
     for name, value in changes.items():
         setattr(notice, name, value)
     return notice
@@ -136,9 +134,7 @@ def test_programme_name_with_comma_and_quotes_in_from() -> None:
     object.__setattr__(settings, "programme_name", 'Coffee, "Tea" & Ünity')
     notice = welcome()
     rendered = Renderer(settings).render(notice.kind, notice.values)
-    msg = parse(
-        message_bytes(compose(notice, rendered, settings, now=NOW, message_id="a@example.org"))
-    )
+    msg = parse(message_bytes(compose(notice, rendered, settings, now=NOW, message_id="a@example.org")))
     assert msg["From"].addresses[0].display_name == 'Coffee, "Tea" & Ünity'
     assert msg["From"].addresses[0].addr_spec == "coffee@example.org"
 
@@ -191,9 +187,7 @@ def test_summary_images_are_inline_by_content_id_and_attached() -> None:
 
 
 def test_an_image_shown_but_not_given_is_refused() -> None:
-    notice = Notice(
-        "summary", ["boss@example.org"], dict(SAMPLE_VALUES["summary"]), images={"growth": PNG}
-    )
+    notice = Notice("summary", ["boss@example.org"], dict(SAMPLE_VALUES["summary"]), images={"growth": PNG})
     with pytest.raises(ComposeError, match="network"):
         build(notice)
 
@@ -205,9 +199,7 @@ def test_non_png_image_is_refused() -> None:
         build(notice)
 
 
-@pytest.mark.parametrize(
-    "address", ["not an address", "a@b@c", "x\r\n@example.org", "", "zoë@example.org"]
-)
+@pytest.mark.parametrize("address", ["not an address", "a@b@c", "x\r\n@example.org", "", "zoë@example.org"])
 def test_bad_recipient_addresses_are_refused_with_the_address(address: str) -> None:
     with pytest.raises(ComposeError, match="welcome"):
         build(welcome(to=[address]))
@@ -239,8 +231,14 @@ _IDS = st.lists(
     max_size=3,
 ).map(lambda ids: " ".join(f"<{'.'.join(local)}@{'.'.join(domain)}>" for local, domain in ids))
 _TEXT_HEADERS = (
-    "Subject", "Message-ID", "In-Reply-To", "References", "Auto-Submitted", "List-Id",
-    "List-Unsubscribe", "X-UnMentoring-Kind",
+    "Subject",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "Auto-Submitted",
+    "List-Id",
+    "List-Unsubscribe",
+    "X-UnMentoring-Kind",
 )
 
 
@@ -253,18 +251,14 @@ def test_a_plain_text_header_is_the_line_the_email_package_writes(name: str, val
     text = plain_header_text(name, value)
     if text is None:
         return
-    assert STOCK.fold_binary(name, STOCK.header_factory(name, value)) == (
-        f"{name}: {text}\r\n".encode()
-    )
+    assert STOCK.fold_binary(name, STOCK.header_factory(name, value)) == (f"{name}: {text}\r\n".encode())
 
 
 _ADDRESS = st.builds(
     lambda name, local, domain: Address(display_name=name, username=local, domain=domain),
     st.one_of(st.just(""), st.lists(_ATOM, min_size=1, max_size=3).map(" ".join), _WORDISH),
     st.lists(_ATOM, min_size=1, max_size=2).map(".".join),
-    st.lists(st.text(alphabet="abc-09", min_size=1, max_size=6), min_size=1, max_size=3).map(
-        ".".join
-    ),
+    st.lists(st.text(alphabet="abc-09", min_size=1, max_size=6), min_size=1, max_size=3).map(".".join),
 )
 
 
@@ -277,25 +271,21 @@ def test_plain_address_headers_are_the_line_the_email_package_writes(
     text = plain_header_text(name, value)
     if text is None:
         return
-    assert STOCK.fold_binary(name, STOCK.header_factory(name, value)) == (
-        f"{name}: {text}\r\n".encode()
-    )
+    assert STOCK.fold_binary(name, STOCK.header_factory(name, value)) == (f"{name}: {text}\r\n".encode())
 
 
 @settings(max_examples=200, deadline=None)
 @given(
     st.datetimes(
-        min_value=datetime(1970, 1, 2),  # noqa: DTZ001 - made aware by `timezones`
-        max_value=datetime(9998, 12, 31),  # noqa: DTZ001
+        min_value=datetime(1970, 1, 2),
+        max_value=datetime(9998, 12, 31),
         timezones=st.timezones(),
     )
 )
 def test_the_date_header_is_the_line_the_email_package_writes(when: datetime) -> None:
     text = plain_header_text("Date", when)
     assert text is not None
-    assert STOCK.fold_binary("Date", STOCK.header_factory("Date", when)) == (
-        f"Date: {text}\r\n".encode()
-    )
+    assert STOCK.fold_binary("Date", STOCK.header_factory("Date", when)) == (f"Date: {text}\r\n".encode())
 
 
 @settings(max_examples=300, deadline=None)

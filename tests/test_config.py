@@ -134,7 +134,10 @@ def test_check_config_exits_2_with_the_message(tmp_path: Path) -> None:
     path = write(tmp_path, "[programme]\ntimezone = 'Nowhere/Town'\n")
     result = subprocess.run(
         [sys.executable, "-m", "unmentoring", "--config", str(path), "check-config"],
-        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 2
     assert f"{path}: programme.timezone: unknown time zone 'Nowhere/Town'" in result.stderr
@@ -145,7 +148,10 @@ def test_check_config_prints_the_effective_configuration_without_secrets(tmp_pat
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TEST_IMAP_SECRET": "s3cret-imap", "TEST_SMTP_SECRET": "x"}
     result = subprocess.run(
         [sys.executable, "-m", "unmentoring", "check-config"],
-        capture_output=True, text=True, cwd=tmp_path, env={**env, "UNMENTORING_CONFIG": str(path)},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**env, "UNMENTORING_CONFIG": str(path)},
     )
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)

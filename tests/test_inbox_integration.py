@@ -162,7 +162,7 @@ def test_a_message_that_keeps_failing_is_quarantined_without_blocking_others(
 ) -> None:
     real = inbox.apply.apply_message
 
-    def failing_for_poison(store, settings, now, parsed, command, key):  # noqa: ANN001, ANN202
+    def failing_for_poison(store, settings, now, parsed, command, key):
         if parsed.subject == "poison":
             raise RuntimeError("simulated bug while applying")
         return real(store, settings, now, parsed, command, key)
@@ -223,13 +223,9 @@ def test_a_running_daemon_sees_mail_that_arrives_between_polls(
     fetched by the next poll, not only after a reconnect."""
     queue = Queue()
     with ImapSource(imap_settings(imap_account), {}) as source:
-        imap_account.deliver(
-            make_message("ann@example.org", "join", message_id="ann-1@example.org")
-        )
+        imap_account.deliver(make_message("ann@example.org", "join", message_id="ann-1@example.org"))
         assert process_source(source, box.store, box.processor, queue, LOG) == PollReport(applied=1)
-        imap_account.deliver(
-            make_message("bob@example.org", "join", message_id="bob-1@example.org")
-        )
+        imap_account.deliver(make_message("bob@example.org", "join", message_id="bob-1@example.org"))
         second = process_source(source, box.store, box.processor, queue, LOG)
     assert second == PollReport(applied=1), "mail delivered after the first poll was not fetched"
     assert [n.to for n in queue.notices] == [["ann@example.org"], ["bob@example.org"]]

@@ -49,9 +49,7 @@ def start_lmtp(spool: Path, **kwargs: object) -> LmtpServer:
 
 @pytest.fixture
 def lmtp(tmp_path: Path) -> Iterator[LmtpServer]:
-    server = start_lmtp(
-        tmp_path / "data" / "spool", clock=FakeClock(datetime(2025, 3, 3, 9, 0, tzinfo=UTC))
-    )
+    server = start_lmtp(tmp_path / "data" / "spool", clock=FakeClock(datetime(2025, 3, 3, 9, 0, tzinfo=UTC)))
     try:
         yield server
     finally:
@@ -147,9 +145,7 @@ def test_spool_write_failure_gives_451_for_that_recipient_only(
     assert b"Delivered-To: unmentoring@example.test" in stored
 
 
-def test_real_write_failure_leaves_no_partial_file(
-    lmtp: LmtpServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_real_write_failure_leaves_no_partial_file(lmtp: LmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
     def fsync_fails(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
@@ -203,9 +199,7 @@ def test_helo_is_not_lmtp(lmtp: LmtpServer) -> None:
 def test_oversized_message_is_refused_and_not_spooled(tmp_path: Path) -> None:
     server = start_lmtp(tmp_path / "spool", max_message_bytes=1000)
     try:
-        _, data = lmtp_transaction(
-            server, ["unmentoring@example.test"], RAW + b"filler line\r\n" * 200
-        )
+        _, data = lmtp_transaction(server, ["unmentoring@example.test"], RAW + b"filler line\r\n" * 200)
     finally:
         server.stop()
     assert [code for _, (code, _) in data] == [552]

@@ -42,7 +42,7 @@ class Rig:
             settings, clock=self.clock, sleep=lambda s: self.clock.advance(timedelta(seconds=s))
         )
 
-    def deliver(self, **smtp: object):  # noqa: ANN201 - DeliveryReport
+    def deliver(self, **smtp: object):
         return self.outbox.deliver_pending(self.sender(**smtp))
 
     def queue(self, *notices: Notice) -> list[OutboxEntry]:
@@ -189,11 +189,7 @@ def test_451_is_deferred_with_backoff_then_sent(rig: Rig) -> None:
     report = rig.deliver()
     assert (report.sent, report.deferred, report.failed) == (1, 1, 0)
     deferred = rig.entry("a")
-    assert (
-        deferred.status == "queued"
-        and deferred.attempts == 1
-        and deferred.last_error.startswith("451")
-    )
+    assert deferred.status == "queued" and deferred.attempts == 1 and deferred.last_error.startswith("451")
     assert deferred.next_attempt_at == rig.clock.now() + timedelta(minutes=5)
     assert rig.outbox.pending() == []
     rig.clock.advance(timedelta(minutes=5))
@@ -215,10 +211,7 @@ def test_temporary_failures_give_up_eventually_and_count_as_bounces(rig: Rig) ->
     rig.clock.advance(timedelta(hours=1))
     report = rig.deliver()
     assert report.failed == 1
-    assert (
-        report.bounces[0][0] == "alice@example.org"
-        and "gave up after 2 attempts" in report.bounces[0][1]
-    )
+    assert report.bounces[0][0] == "alice@example.org" and "gave up after 2 attempts" in report.bounces[0][1]
     assert rig.entry("a").status == "failed"
 
 
@@ -365,9 +358,7 @@ def test_bodies_are_spool_files_not_part_of_the_database(rig: Rig) -> None:
     assert spooled(rig) == [], "a sent message's file is deleted once the journal is folded"
 
 
-def test_body_files_are_durable_before_the_entry_commits(
-    rig: Rig, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_body_files_are_durable_before_the_entry_commits(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     events: list[str] = []
     real_fsync = os.fsync
     storage = rig.store._middleware.storage

@@ -79,9 +79,7 @@ def start_child(directory: Path, port: int) -> subprocess.Popen[str]:
 
 
 @pytest.mark.parametrize("seed", [11, 22, 33, 44])
-def test_a_killed_delivery_resumes_without_loss_or_duplicates(
-    tmp_path: Path, smtp_sink, seed: int
-) -> None:
+def test_a_killed_delivery_resumes_without_loss_or_duplicates(tmp_path: Path, smtp_sink, seed: int) -> None:
     kill_after = random.Random(seed).randint(1, 180)
     child = start_child(tmp_path, smtp_sink.port)
     try:
@@ -99,8 +97,7 @@ def test_a_killed_delivery_resumes_without_loss_or_duplicates(
     summary = json.loads(stdout.strip().splitlines()[-1])
 
     ids = Counter(
-        email.message_from_bytes(m.raw, policy=email.policy.default)["Message-ID"]
-        for m in smtp_sink.messages
+        email.message_from_bytes(m.raw, policy=email.policy.default)["Message-ID"] for m in smtp_sink.messages
     )
     assert set(ids) == {f"<crash-{i}@example.org>" for i in range(MESSAGES)}
     duplicates = sum(n - 1 for n in ids.values())
@@ -122,8 +119,7 @@ def test_a_kill_before_any_send_loses_nothing(tmp_path: Path, smtp_sink) -> None
     _, stderr = again.communicate(timeout=120)
     assert again.returncode == 0, stderr
     ids = Counter(
-        email.message_from_bytes(m.raw, policy=email.policy.default)["Message-ID"]
-        for m in smtp_sink.messages
+        email.message_from_bytes(m.raw, policy=email.policy.default)["Message-ID"] for m in smtp_sink.messages
     )
     assert len(ids) == MESSAGES and sum(n - 1 for n in ids.values()) <= (1 if arrived else 0)
 

@@ -423,16 +423,14 @@ def test_mid_size_dense_programme_matches_blossom() -> None:
         ([Person("a", "x"), Person("b", "y")], [], "seed", "seed"),
     ],
 )
-def test_bad_input_is_a_clear_value_error(people, history, seed, message) -> None:  # noqa: ANN001
+def test_bad_input_is_a_clear_value_error(people, history, seed, message) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         make_pairing(people, history, seed)
 
 
 def _run_bench(*args: str) -> subprocess.CompletedProcess[str]:
     script = Path(__file__).resolve().parent.parent / "bench" / "match.py"
-    return subprocess.run(
-        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
 
 
 def test_bench_pairs_an_instance_file_and_rejects_a_bad_one(tmp_path: Path) -> None:

@@ -129,9 +129,9 @@ def test_headers_map_lowercase_names_to_first_value():
 _ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
 _ATOM = st.text(alphabet=_ATEXT, min_size=1, max_size=6)
 _DOT_ATOM = st.lists(_ATOM, min_size=1, max_size=3).map(".".join)
-_PLAIN = st.tuples(
-    st.lists(_ATOM, max_size=3).map(" ".join), _DOT_ATOM, _DOT_ATOM
-).map(lambda parts: f"{parts[0]} <{parts[1]}@{parts[2]}>" if parts[0] else f"{parts[1]}@{parts[2]}")
+_PLAIN = st.tuples(st.lists(_ATOM, max_size=3).map(" ".join), _DOT_ATOM, _DOT_ATOM).map(
+    lambda parts: f"{parts[0]} <{parts[1]}@{parts[2]}>" if parts[0] else f"{parts[1]}@{parts[2]}"
+)
 _NEAR_MISS = st.text(alphabet=_ATEXT + ' .@<>"(),;:\\\té=?', max_size=30)
 
 
@@ -161,9 +161,7 @@ def test_the_sender_is_read_as_the_email_package_reads_from(value):
     st.sampled_from(["Subject", "Auto-Submitted", "X-Autoreply", "Precedence", "Content-Type"]),
     st.one_of(
         st.text(alphabet=[chr(c) for c in range(32, 127)] + ["\t", "é", "€"], max_size=40),
-        st.sampled_from(
-            ["=?utf-8?q?Caf=C3=A9?=", "Re: =?iso-8859-1?q?R=E9ponse?= ok", "=?UTF-8?B?w6k=?= x"]
-        ),
+        st.sampled_from(["=?utf-8?q?Caf=C3=A9?=", "Re: =?iso-8859-1?q?R=E9ponse?= ok", "=?UTF-8?B?w6k=?= x"]),
     ),
 )
 def test_header_values_are_decoded_as_the_email_package_decodes_them(name, value):
@@ -249,9 +247,7 @@ def test_shift_jis_body():
 
 
 def test_declared_ascii_with_eight_bit_bytes_is_read_as_utf8():
-    raw = (
-        b"From: a@example.org\nContent-Type: text/plain; charset=us-ascii\n\nmet \xe2\x80\x94 ok\n"
-    )
+    raw = b"From: a@example.org\nContent-Type: text/plain; charset=us-ascii\n\nmet \xe2\x80\x94 ok\n"
     assert parse_message(raw).text == "met — ok"
 
 

@@ -60,9 +60,7 @@ def data_file(name: str) -> bytes:
 
 def with_message_id(raw: bytes, message_id: str) -> bytes:
     """The same message as delivered again with a new Message-ID (e.g. a second bounce)."""
-    return re.sub(
-        rb"(?im)^Message-Id:[^\r\n]*", f"Message-Id: <{message_id}>".encode(), raw, count=1
-    )
+    return re.sub(rb"(?im)^Message-Id:[^\r\n]*", f"Message-Id: <{message_id}>".encode(), raw, count=1)
 
 
 def machine_files() -> list[str]:
@@ -207,9 +205,7 @@ def test_a_gmail_reply_to_a_followup_records_met_for_that_group(box: Harness) ->
 # -- at most N automatic replies per sender per day
 
 
-def test_the_eleventh_reply_of_the_day_is_dropped(
-    box: Harness, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_the_eleventh_reply_of_the_day_is_dropped(box: Harness, caplog: pytest.LogCaptureFixture) -> None:
     answered = []
     with caplog.at_level(logging.WARNING, logger="inbox.process"):
         for n in range(11):
@@ -314,12 +310,8 @@ def test_summaries_never_carry_tokens(box: Harness) -> None:
 def test_old_processed_messages_and_long_expired_tokens_are_pruned_daily(box: Harness) -> None:
     asked = only(box.say("ann@example.org", "join"), "confirm_join")
     with box.store.transaction():
-        box.store.put(
-            ProcessedMessage(key="old@x", status="applied", at=START - timedelta(days=401))
-        )
-        box.store.put(
-            ProcessedMessage(key="recent@x", status="applied", at=START - timedelta(days=399))
-        )
+        box.store.put(ProcessedMessage(key="old@x", status="applied", at=START - timedelta(days=401)))
+        box.store.put(ProcessedMessage(key="recent@x", status="applied", at=START - timedelta(days=399)))
     box.clock.advance(timedelta(days=1))
     box.say("bob@example.org", "help")
     assert box.store.get(ProcessedMessage, "old@x") is None
@@ -356,7 +348,7 @@ def poison_subject(monkeypatch: pytest.MonkeyPatch) -> str:
     subject = "poison pill"
     real = inbox.apply.apply_message
 
-    def apply_message(store, settings, now, parsed, command, key):  # noqa: ANN001, ANN202
+    def apply_message(store, settings, now, parsed, command, key):
         if parsed.subject == subject:
             raise RuntimeError("simulated bug while applying")
         return real(store, settings, now, parsed, command, key)
@@ -455,13 +447,9 @@ class Recorder:
 def test_a_poll_applies_a_batch_in_one_transaction_and_queues_its_notices_once(
     box: Harness, tmp_path: Path
 ) -> None:
-    source = fill_maildir(
-        tmp_path / "inbox", [make_message(f"p{n}@example.org", "join") for n in range(5)]
-    )
+    source = fill_maildir(tmp_path / "inbox", [make_message(f"p{n}@example.org", "join") for n in range(5)])
     queue = Recorder()
-    report = process_source(
-        source, box.store, box.processor, queue, logging.getLogger("t"), batch_size=2
-    )
+    report = process_source(source, box.store, box.processor, queue, logging.getLogger("t"), batch_size=2)
     assert report == PollReport(applied=5)
     assert [len(call) for call in queue.calls] == [2, 2, 1]
     assert maildir_count(tmp_path / "inbox" / ".Processed") == 5
@@ -478,12 +466,8 @@ def test_the_daily_reply_cap_holds_within_a_batch(box: Harness, tmp_path: Path) 
     assert list(counts["counts"].values()) == [10]
 
 
-def test_a_stop_request_finishes_the_batch_in_hand_and_starts_no_other(
-    box: Harness, tmp_path: Path
-) -> None:
-    source = fill_maildir(
-        tmp_path / "inbox", [make_message(f"p{n}@example.org", "join") for n in range(5)]
-    )
+def test_a_stop_request_finishes_the_batch_in_hand_and_starts_no_other(box: Harness, tmp_path: Path) -> None:
+    source = fill_maildir(tmp_path / "inbox", [make_message(f"p{n}@example.org", "join") for n in range(5)])
     asked = iter([False, False, True, True, True, True])
     report = process_source(
         source,
@@ -516,9 +500,7 @@ def read_poll(tmp_path: Path, raws: list[bytes], ahead: ReadAhead) -> tuple[Poll
         )
         ours = {parse_message(raw).message_id for raw in raws}
         remembered = sorted(
-            (p.key, p.status, p.summary)
-            for p in harness.store.all(ProcessedMessage)
-            if p.key in ours
+            (p.key, p.status, p.summary) for p in harness.store.all(ProcessedMessage) if p.key in ours
         )
         return report, [(n.kind, n.to) for n in queue.notices], remembered
     finally:
@@ -571,9 +553,7 @@ def test_messages_a_worker_cannot_read_are_read_in_process(
         broken = read_poll(
             tmp_path / "b",
             raws,
-            ReadAhead(
-                min_messages=10, chunk=5, ahead_messages=10, workers=1, steal=False, reader=reader
-            ),
+            ReadAhead(min_messages=10, chunk=5, ahead_messages=10, workers=1, steal=False, reader=reader),
         )
     assert broken == in_process
     assert "reading in-process" in caplog.text or "could not read" in caplog.text
@@ -615,9 +595,7 @@ def test_every_notice_the_inbox_produces_renders_and_composes(box: Harness, tmp_
     say("bob@example.org", f"confirm {notices[-1].values['token']}")
     box.join("old.member@council.example.org")
     for n in range(3):
-        notices.extend(
-            box.send(with_message_id(data_file("bounce-postfix-550.eml"), f"b{n}@x")).notices
-        )
+        notices.extend(box.send(with_message_id(data_file("bounce-postfix-550.eml"), f"b{n}@x")).notices)
 
     settings = mail_settings()
     outbox = Outbox(box.store, box.clock, settings, Renderer(settings), tmp_path / "journal")
@@ -647,9 +625,7 @@ def test_every_notice_the_inbox_produces_renders_and_composes(box: Harness, tmp_
     assert [e.status for e in entries] == ["queued"] * len(notices)
     assert len({e.key for e in entries}) == len(notices)
     confirm_join = next(e for e in entries if e.kind == "confirm_join")
-    assert (
-        f"Reply-To: coffee+{notices[0].values['token']}@unmentoring.example.org" in confirm_join.raw
-    )
+    assert f"Reply-To: coffee+{notices[0].values['token']}@unmentoring.example.org" in confirm_join.raw
     assert confirm_join.message_id == notices[0].message_id
 
 
@@ -690,9 +666,7 @@ def test_a_strange_message_id_costs_the_answer_its_threading_only(
     [notice] = result.notices
     assert notice.kind == "confirm_join" and notice.in_reply_to is None
     assert notice.references == []
-    outbox = Outbox(
-        box.store, box.clock, mail_settings(), Renderer(mail_settings()), tmp_path / "j"
-    )
+    outbox = Outbox(box.store, box.clock, mail_settings(), Renderer(mail_settings()), tmp_path / "j")
     with box.store.transaction():
         [entry] = outbox.queue_many(result.notices)
     assert entry.status == "queued"

@@ -54,9 +54,7 @@ class LineReader:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(
-                    f"no {what} within {timeout:.0f}s; stdout so far: {self.lines}"
-                )
+                raise AssertionError(f"no {what} within {timeout:.0f}s; stdout so far: {self.lines}")
             try:
                 line = self._queue.get(timeout=remaining)
             except queue.Empty:
@@ -84,9 +82,7 @@ def reply_to(original: EmailMessage, sender: str, body: str) -> EmailMessage:
     to = original["Reply-To"] or original["From"]
     reply = plain_message(sender, str(to), f"Re: {original['Subject']}", body)
     reply["In-Reply-To"] = original["Message-ID"]
-    reply["References"] = " ".join(
-        filter(None, [original.get("References"), original["Message-ID"]])
-    )
+    reply["References"] = " ".join(filter(None, [original.get("References"), original["Message-ID"]]))
     return reply
 
 

@@ -41,9 +41,7 @@ SAMPLE_VALUES: dict[str, dict] = {
     "help": {"reason": "frequency must be 1, 2 or 3"},
     "not_member": {"command": "pause"},
     "no_group": {"command": "met"},
-    "my_data": {
-        "data": {"member": {"name": "Alice", "address": "alice@example.org"}, "groups": []}
-    },
+    "my_data": {"data": {"member": {"name": "Alice", "address": "alice@example.org"}, "groups": []}},
     "confirm_forget": {
         "name": "Alice",
         "token": "tok-forget-789",
@@ -110,9 +108,7 @@ def test_every_kind_has_sample_values_and_both_templates() -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_every_kind_renders_a_subject_and_says_how_to_pause_and_leave(
-    renderer: Renderer, kind: str
-) -> None:
+def test_every_kind_renders_a_subject_and_says_how_to_pause_and_leave(renderer: Renderer, kind: str) -> None:
     rendered = renderer.render(kind, SAMPLE_VALUES[kind])
     assert rendered.subject and "\n" not in rendered.subject
     for body in (rendered.text, rendered.html):

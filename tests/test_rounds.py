@@ -54,9 +54,7 @@ def month(m: int, year: int = 2026) -> RoundDates:
 
 def person(member_id: str, org: str = "", **fields) -> Member:
     fields.setdefault("status", MemberStatus.ACTIVE)
-    return Member(
-        id=member_id, address=f"{member_id}@example.org", name=member_id.title(), org=org, **fields
-    )
+    return Member(id=member_id, address=f"{member_id}@example.org", name=member_id.title(), org=org, **fields)
 
 
 def add(store: Store, *members: Member) -> None:
@@ -109,7 +107,10 @@ def test_frequency_counts_rounds_from_the_last_group(store: Store) -> None:
     )
     started(store, month(1))
     assert sorted(m for g in groups_of_round(store, "2026-01") for m in g.members) == [
-        "a1", "b2", "c3", "d1",
+        "a1",
+        "b2",
+        "c3",
+        "d1",
     ]
     add(store, person("e_new", frequency=3))
 

@@ -123,9 +123,7 @@ def test_plus_and_upper_case_programme_addresses_reach_the_inbox(server: Sandbox
 
 def test_mail_to_anyone_else_lands_in_their_own_mailbox(server: SandboxServer) -> None:
     with smtplib.SMTP(server.host, server.port, timeout=10) as client:
-        client.sendmail(
-            PROGRAMME, ["Bob@Example.org", "carol@example.org", "bob@example.org"], RAW
-        )
+        client.sendmail(PROGRAMME, ["Bob@Example.org", "carol@example.org", "bob@example.org"], RAW)
     bob = server.layout.mailboxes_path / "bob@example.org"
     carol = server.layout.mailboxes_path / "carol@example.org"
     assert server.mailbox_path("BOB@example.org") == bob
@@ -188,10 +186,21 @@ def test_swaks_can_send_to_the_sandbox(server: SandboxServer) -> None:
     assert swaks, "swaks is not installed (Debian package swaks): the test command installs it"
     result = subprocess.run(
         [
-            swaks, "--server", f"{server.host}:{server.port}", "--from", "dan@example.org",
-            "--to", PROGRAMME, "--header", "Subject: from swaks", "--body", "swaks says hi",
+            swaks,
+            "--server",
+            f"{server.host}:{server.port}",
+            "--from",
+            "dan@example.org",
+            "--to",
+            PROGRAMME,
+            "--header",
+            "Subject: from swaks",
+            "--body",
+            "swaks says hi",
         ],
-        capture_output=True, timeout=30, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     (raw,) = stored(server.inbox_path)
@@ -212,12 +221,8 @@ def test_banner_tells_where_to_send_and_how_to_read(config: Config) -> None:
 # -- the commands -------------------------------------------------------------------------------
 
 
-def test_send_writes_a_proper_message_to_the_programme(
-    server: SandboxServer, config: Config
-) -> None:
-    result = run_cli(
-        config, "send", "--from", "alice@example.org", "Hello, I would like to join."
-    )
+def test_send_writes_a_proper_message_to_the_programme(server: SandboxServer, config: Config) -> None:
+    result = run_cli(config, "send", "--from", "alice@example.org", "Hello, I would like to join.")
     assert result.exit_code == 0, result.output
     assert PROGRAMME in result.output
     (raw,) = stored(server.inbox_path)
@@ -235,8 +240,15 @@ def test_send_takes_the_text_from_stdin_and_an_explicit_subject_and_recipient(
     server: SandboxServer, config: Config
 ) -> None:
     result = run_cli(
-        config, "send", "--from", "alice@example.org", "--to", "bob@example.org",
-        "--subject", "Coffee?", stdin="First line\nsecond line\n",
+        config,
+        "send",
+        "--from",
+        "alice@example.org",
+        "--to",
+        "bob@example.org",
+        "--subject",
+        "Coffee?",
+        stdin="First line\nsecond line\n",
     )
     assert result.exit_code == 0, result.output
     (raw,) = stored(server.mailbox_path("bob@example.org"))
@@ -254,8 +266,9 @@ def test_read_lists_and_shows_a_members_mail(server: SandboxServer, config: Conf
         outgoing["Date"] = f"Mon, 0{n} Mar 2025 09:00:00 +0000"
         outgoing["Message-ID"] = f"<intro-{n}@localhost>"
         outgoing.set_content(f"Meet Bob, message {n}.")
-        outgoing.add_attachment(b"BEGIN:VCALENDAR", maintype="text", subtype="calendar",
-                                filename="invite.ics")
+        outgoing.add_attachment(
+            b"BEGIN:VCALENDAR", maintype="text", subtype="calendar", filename="invite.ics"
+        )
         with smtplib.SMTP(server.host, server.port, timeout=10) as client:
             client.send_message(outgoing)
     listing = run_cli(config, "read", "alice@example.org")
@@ -273,9 +286,7 @@ def test_read_lists_and_shows_a_members_mail(server: SandboxServer, config: Conf
     assert "[attachment: invite.ics (text/calendar, 15 bytes)]" in shown.output
 
 
-def test_read_handles_empty_mailboxes_and_missing_messages(
-    server: SandboxServer, config: Config
-) -> None:
+def test_read_handles_empty_mailboxes_and_missing_messages(server: SandboxServer, config: Config) -> None:
     empty = run_cli(config, "read", "nobody@example.org")
     assert empty.exit_code == 0 and "No mail for nobody@example.org" in empty.output
     missing = run_cli(config, "read", "nobody@example.org", "3")
@@ -285,9 +296,7 @@ def test_read_handles_empty_mailboxes_and_missing_messages(
     assert beyond.exit_code != 0 and "messages 1 to 1; there is no message 3" in beyond.output
 
 
-def test_reply_to_message_threads_to_the_reply_to_address(
-    server: SandboxServer, config: Config
-) -> None:
+def test_reply_to_message_threads_to_the_reply_to_address(server: SandboxServer, config: Config) -> None:
     intro = EmailMessage()
     intro["From"] = f"UnMentoring <{PROGRAMME}>"
     intro["Reply-To"] = "unmentoring+r-abc123@localhost"
@@ -301,9 +310,7 @@ def test_reply_to_message_threads_to_the_reply_to_address(
         client.send_message(intro)
     assert len(list_maildir(server.mailbox_path("alice@example.org"))) == 1
 
-    result = run_cli(
-        config, "send", "--from", "alice@example.org", "--reply-to-message", "1", "yes"
-    )
+    result = run_cli(config, "send", "--from", "alice@example.org", "--reply-to-message", "1", "yes")
     assert result.exit_code == 0, result.output
     (raw,) = stored(server.inbox_path)
     reply = parse(raw)
@@ -317,10 +324,20 @@ def test_reply_to_message_threads_to_the_reply_to_address(
     assert "> Reply yes or no." in body
 
     # Replying to a reply keeps "Re:" single and goes to From when there is no Reply-To.
-    run_cli(config, "send", "--from", "bob@example.org", "--to", "alice@example.org",
-            "--subject", "Re: lunch", "shall we?")
-    second = run_cli(config, "send", "--from", "alice@example.org", "--reply-to-message", "2",
-                     "--no-quote", "sure")
+    run_cli(
+        config,
+        "send",
+        "--from",
+        "bob@example.org",
+        "--to",
+        "alice@example.org",
+        "--subject",
+        "Re: lunch",
+        "shall we?",
+    )
+    second = run_cli(
+        config, "send", "--from", "alice@example.org", "--reply-to-message", "2", "--no-quote", "sure"
+    )
     assert second.exit_code == 0, second.output
     (to_bob,) = stored(server.mailbox_path("bob@example.org"))
     answer = parse(to_bob)

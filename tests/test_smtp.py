@@ -50,18 +50,13 @@ def make_sender(sink: SmtpSink, **settings: object) -> tuple[SmtpSender, Sleeper
 def test_a_batch_goes_through_one_connection(smtp_sink: SmtpSink) -> None:
     sender, _ = make_sender(smtp_sink)
     with sender:
-        results = [
-            sender.send(FROM, ["a@example.org", "b@example.org"], raw_message(i)) for i in range(5)
-        ]
+        results = [sender.send(FROM, ["a@example.org", "b@example.org"], raw_message(i)) for i in range(5)]
     assert [r.status for r in results] == ["sent"] * 5
     assert sender.connections_opened == 1
     received = smtp_sink.wait_for(5)
     assert [m.mail_from for m in received] == [FROM] * 5
     assert received[0].rcpt_tos == ("a@example.org", "b@example.org")
-    assert (
-        email.message_from_bytes(received[3].raw, policy=email.policy.default)["Subject"]
-        == "test 3"
-    )
+    assert email.message_from_bytes(received[3].raw, policy=email.policy.default)["Subject"] == "test 3"
 
 
 def test_lines_starting_with_a_dot_arrive_intact(smtp_sink: SmtpSink) -> None:
@@ -100,9 +95,7 @@ def test_a_failing_commit_hook_abandons_the_message(smtp_sink: SmtpSink) -> None
     assert [m.raw.endswith(b"Hello 2\r\n") for m in smtp_sink.wait_for(1)] == [True]
 
 
-def test_starttls_with_the_test_ca(
-    make_smtp_sink: Callable[..., SmtpSink], test_tls: TlsFiles
-) -> None:
+def test_starttls_with_the_test_ca(make_smtp_sink: Callable[..., SmtpSink], test_tls: TlsFiles) -> None:
     sink = make_smtp_sink(starttls=True, require_starttls=True)
     sender, _ = make_sender(sink, security="starttls", ca_file=str(test_tls.ca_cert))
     with sender:
@@ -118,9 +111,7 @@ def test_starttls_refuses_an_untrusted_certificate(make_smtp_sink: Callable[...,
     assert sink.count == 0
 
 
-def test_implicit_tls_with_the_test_ca(
-    make_smtp_sink: Callable[..., SmtpSink], test_tls: TlsFiles
-) -> None:
+def test_implicit_tls_with_the_test_ca(make_smtp_sink: Callable[..., SmtpSink], test_tls: TlsFiles) -> None:
     sink = make_smtp_sink(implicit_tls=True)
     sender, _ = make_sender(sink, security="ssl", ca_file=str(test_tls.ca_cert))
     with sender:
@@ -182,9 +173,7 @@ def test_a_refused_login_never_shows_the_password(
 def test_xoauth2_sends_the_token_in_the_sasl_format(
     make_smtp_sink: Callable[..., SmtpSink], test_tls: TlsFiles
 ) -> None:
-    assert (
-        xoauth2_string("me@example.org", "tok") == "user=me@example.org\x01auth=Bearer tok\x01\x01"
-    )
+    assert xoauth2_string("me@example.org", "tok") == "user=me@example.org\x01auth=Bearer tok\x01\x01"
     # The test sink speaks only LOGIN and PLAIN: XOAUTH2 is refused, cleanly and secret-free.
     sink = make_smtp_sink(starttls=True, auth=("mailer", "x"), auth_required=True)
     sender, _ = make_sender(
@@ -306,9 +295,7 @@ def test_a_temporary_refusal_of_one_recipient_defers_only_that_one(smtp_sink: Sm
 def test_an_unreachable_server_stops_the_batch() -> None:
     settings = SmtpSettings(host="127.0.0.1", port=free_port(), security="none", timeout=2.0)
     sender = SmtpSender(settings, clock=FakeClock(START), sleep=lambda s: None)
-    with pytest.raises(
-        SmtpUnavailable, match=f"cannot connect to SMTP server 127.0.0.1:{settings.port}"
-    ):
+    with pytest.raises(SmtpUnavailable, match=f"cannot connect to SMTP server 127.0.0.1:{settings.port}"):
         sender.send(FROM, ["a@example.org"], raw_message())
 
 
@@ -332,9 +319,7 @@ def test_messages_per_minute_are_paced(smtp_sink: SmtpSink) -> None:
 def test_the_daily_recipient_limit_stops_the_batch(smtp_sink: SmtpSink) -> None:
     sender, sleeper = make_sender(smtp_sink, per_day=3)
     with sender:
-        assert (
-            sender.send(FROM, ["a@example.org", "b@example.org"], raw_message(1)).status == "sent"
-        )
+        assert sender.send(FROM, ["a@example.org", "b@example.org"], raw_message(1)).status == "sent"
         assert sender.send(FROM, ["c@example.org"], raw_message(2)).status == "sent"
         with pytest.raises(Throttled) as error:
             sender.send(FROM, ["d@example.org"], raw_message(3))

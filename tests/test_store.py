@@ -213,14 +213,18 @@ def test_a_missing_file_with_backups_is_refused(tmp_path: Path) -> None:
 def test_a_second_process_is_told_who_holds_the_lock(tmp_path: Path) -> None:
     path = tmp_path / "db.json"
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys
             from matcher.store import Store
             s = Store.open({str(path)!r})
             print("ready", flush=True)
             sys.stdin.readline()
             s.close()
-        """)],
+        """),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -303,8 +307,15 @@ def test_the_file_is_one_json_document_with_a_table_per_line(tmp_path: Path) -> 
 
 def test_a_plain_json_file_opens_and_is_rewritten_in_the_layout(tmp_path: Path) -> None:
     path = tmp_path / "db.json"
-    path.write_text(json.dumps({"meta": {"1": {"schema_version": 1}}, "members": {
-        "1": {"id": "m1", "address": "ann@example.org"}}}, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "meta": {"1": {"schema_version": 1}},
+                "members": {"1": {"id": "m1", "address": "ann@example.org"}},
+            },
+            indent=2,
+        )
+    )
     with Store.open(path) as s:
         assert s.get(Member, "m1").address == "ann@example.org"
         with pytest.raises(RuntimeError), s.transaction():  # a rollback reads the file again

@@ -76,9 +76,7 @@ def test_issue_refuses_unknown_purpose_and_erased_member(store: Store) -> None:
 def test_used_token_is_no_longer_valid(store: Store) -> None:
     member = add_member(store)
     with store.transaction():
-        token = tokens.issue_token(
-            store, purpose=tokens.CONFIRM_LEAVE, member=member, now=NOW, days=7
-        )
+        token = tokens.issue_token(store, purpose=tokens.CONFIRM_LEAVE, member=member, now=NOW, days=7)
         tokens.mark_used(store, token, NOW + timedelta(minutes=1))
     stored = store.get(Token, token.token)
     assert stored.used_at == NOW + timedelta(minutes=1)
@@ -106,10 +104,7 @@ def test_lookup_is_exact_and_case_insensitive(store: Store) -> None:
         token = tokens.issue_token(store, purpose=tokens.MEMBER, member=member, now=NOW, days=None)
     assert tokens.lookup_token(store, token.token) == token
     assert tokens.lookup_token(store, f"  {token.token.upper()} ") == token
-    assert (
-        tokens.lookup_token(store, token.token[:-1] + ("a" if token.token[-1] != "a" else "b"))
-        is None
-    )
+    assert tokens.lookup_token(store, token.token[:-1] + ("a" if token.token[-1] != "a" else "b")) is None
     assert tokens.lookup_token(store, token.token[:-1]) is None
     assert tokens.lookup_token(store, "") is None
 

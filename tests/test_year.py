@@ -66,8 +66,16 @@ ORGANISATIONS = (
     ("Ordnance Survey", "os.example.gov"),
     ("Hackney Council", "hackney.example.gov"),
 )
-ROLES = ("Service designer", "Data analyst", "Policy lead", "Developer", "User researcher",
-         "Delivery manager", "Product owner", "Housing officer")
+ROLES = (
+    "Service designer",
+    "Data analyst",
+    "Policy lead",
+    "Developer",
+    "User researcher",
+    "Delivery manager",
+    "Product owner",
+    "Housing officer",
+)
 MISSED_REASONS = (
     "she was ill that week",
     "we could not find a time",
@@ -123,12 +131,12 @@ class Expected:
     joined: bool = False
     left: bool = False
     ghost: bool = False
-    paused: bool = False              # until they say resume
+    paused: bool = False  # until they say resume
     paused_until: date | None = None  # resumes by itself on that date
     frequency: int = 1
-    last_round: int | None = None     # index of the last round they were introduced in
-    silent: int = 0                   # rounds in a row without an answer
-    never_answers: bool = False       # the scenario's ghost
+    last_round: int | None = None  # index of the last round they were introduced in
+    silent: int = 0  # rounds in a row without an answer
+    never_answers: bool = False  # the scenario's ghost
 
     def active_on(self, day: date) -> bool:
         if not self.joined or self.left or self.ghost or self.paused:
@@ -141,11 +149,11 @@ class Expected:
 
 @dataclass
 class GroupLog:
-    members: tuple[str, ...]          # addresses, as the intro's envelope
+    members: tuple[str, ...]  # addresses, as the intro's envelope
     intro: Delivered
-    replies: dict[str, str] = field(default_factory=dict)    # address -> "met" | "missed"
+    replies: dict[str, str] = field(default_factory=dict)  # address -> "met" | "missed"
     reason_of: dict[str, str] = field(default_factory=dict)  # address -> the reason written
-    late: bool = False                # answered only after the reminder
+    late: bool = False  # answered only after the reminder
     left_during: set[str] = field(default_factory=set)
 
     @property
@@ -163,7 +171,7 @@ class GroupLog:
 class RoundLog:
     index: int
     dates: RoundDates
-    eligible: set[str]                # who the rules say is introduced
+    eligible: set[str]  # who the rules say is introduced
     groups: list[GroupLog] = field(default_factory=list)
     followup_expected: set[str] = field(default_factory=set)
     reminder_expected: set[str] = field(default_factory=set)
@@ -266,7 +274,7 @@ class Year:
         self.expected[person.address].frequency = frequency
 
     def leave_by_reply(self, person: Person) -> None:
-        """"leave" in reply to our latest email to them proves the mailbox: done at once."""
+        """ "leave" in reply to our latest email to them proves the mailbox: done at once."""
         latest = self.postbox.latest(person.address, "followup", "reminder", "welcome")
         assert latest is not None
         self._left(person, self.people.reply(person, latest, "leave\n\nThanks for everything!"))
@@ -302,9 +310,7 @@ class Year:
     def start_round(self, index: int, dates: RoundDates) -> RoundLog:
         if self.rounds:
             self._expect_close(self.rounds[-1], dates.starts_at)
-        eligible = {
-            a for a, s in self.expected.items() if s.active_on(dates.starts_on) and s.due_in(index)
-        }
+        eligible = {a for a, s in self.expected.items() if s.active_on(dates.starts_on) and s.due_in(index)}
         log = RoundLog(index, dates, eligible)
         first = self.postbox.count
         self.tick(dates.starts_at)
@@ -321,9 +327,7 @@ class Year:
         """Follow-ups go out; most answer within hours, some only after the reminder."""
         dates = log.dates
         assert dates.reminder_at is not None
-        log.followup_expected = {
-            a for g in log.groups for a in g.members if not self.expected[a].left
-        }
+        log.followup_expected = {a for g in log.groups for a in g.members if not self.expected[a].left}
         self.tick(dates.followup_at)
         for group in log.groups:
             self._decide_answers(group, rng)
@@ -345,9 +349,7 @@ class Year:
     def _decide_answers(self, group: GroupLog, rng: random.Random) -> None:
         """Ghosts and leavers never answer and their partners say they missed; other groups met,
         missed (with reasons) or, now and then, stayed silent."""
-        quiet = [
-            a for a in group.members if self.expected[a].never_answers or a in group.left_during
-        ]
+        quiet = [a for a in group.members if self.expected[a].never_answers or a in group.left_during]
         talkers = [a for a in group.members if a not in quiet]
         if not talkers:
             return
@@ -429,8 +431,7 @@ def make_config(base: Path, account: ImapAccount, sink: SmtpSink) -> Config:
             timeout=10.0,
         ),
         # No sending limit: the throttle waits in real time, and the fake clock would never move.
-        smtp=Smtp(host=sink.host, port=sink.port, security="none", timeout=10.0,
-                  per_minute=0, per_day=0),
+        smtp=Smtp(host=sink.host, port=sink.port, security="none", timeout=10.0, per_minute=0, per_day=0),
         limits=Limits(ghost_rounds=GHOST_ROUNDS),
         source="test_year.py",
         base_dir=base,
@@ -447,7 +448,7 @@ def local_day(when: datetime) -> date:
 
 
 @pytest.fixture
-def year(tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink):  # noqa: ANN201
+def year(tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink):
     clock = FakeClock(START)
     app = App.open(make_config(tmp_path, imap_account, smtp_sink), clock)
     sim = Year(app, smtp_sink, imap_account, clock)
@@ -554,8 +555,7 @@ def check_introductions(year: Year) -> None:
             intro = group.intro
             assert 2 <= len(group.members) <= 3, f"{log.round_id}: group of {len(group.members)}"
             assert set(intro.to) == set(group.members) == set(intro.reply_to), (
-                f"{log.round_id}: intro To {intro.to}, Reply-To {intro.reply_to}, "
-                f"envelope {group.members}"
+                f"{log.round_id}: intro To {intro.to}, Reply-To {intro.reply_to}, envelope {group.members}"
             )
             assert intro.round_id == log.round_id, f"intro names round {intro.round_id!r}"
             for address in group.members:
@@ -658,8 +658,7 @@ def check_follow_ups(year: Year) -> None:
     """One follow-up per member per round (reminders: only where nobody answered), each
     threaded to the intro of that member's group."""
     for log in year.rounds[:ROUNDS]:
-        for kind, expected in (("followup", log.followup_expected),
-                               ("reminder", log.reminder_expected)):
+        for kind, expected in (("followup", log.followup_expected), ("reminder", log.reminder_expected)):
             sent = [d for d in year.postbox.all() if d.kind == kind and d.round_id == log.round_id]
             recipients = Counter(a for d in sent for a in d.envelope_to)
             assert set(recipients) == expected and set(recipients.values()) <= {1}, (

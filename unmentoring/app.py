@@ -66,7 +66,7 @@ class App:
             mail = mail_settings_from_config(config)
             outbox = Outbox(store, clock, mail, Renderer(mail), journal=config.data_dir / "outbox.journal")
 
-            def next_round_on(now: datetime):  # noqa: ANN202 - a date
+            def next_round_on(now: datetime):
                 return next_round(calendar, now).starts_on
 
             processor = Processor(store, clock, inbox_settings_from_config(config, next_round_on))

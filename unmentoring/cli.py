@@ -56,7 +56,7 @@ pass_context = click.make_pass_decorator(Context)
 class Group(click.Group):
     """Turns the errors an organiser can act on into one line and a documented exit code."""
 
-    def invoke(self, ctx: click.Context):  # noqa: ANN201
+    def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
@@ -172,8 +172,12 @@ def explain(context: Context, message: BinaryIO) -> None:
 @main.command()
 @click.option("--people", type=click.IntRange(2, 200), default=30, show_default=True)
 @click.option("--rounds", type=click.IntRange(1, 12), default=2, show_default=True)
-@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
-              help="Where to keep the demo's data (default: a fresh temp folder).")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to keep the demo's data (default: a fresh temp folder).",
+)
 def demo(people: int, rounds: int, folder: Path | None) -> None:
     """Simulate a small programme on the sandbox in seconds: joins, rounds, replies, a summary."""
     folder = folder or new_demo_dir()

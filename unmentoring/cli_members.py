@@ -200,7 +200,7 @@ def _check_row(line: int, address: str, name: str, org: str, about: str) -> Impo
     return ImportRow(line, canonical, name.strip(), org.strip(), about.strip())
 
 
-def _add_rows(app: App, rows) -> int:  # noqa: ANN001 - an iterable of ImportRow (maybe a progress bar)
+def _add_rows(app: App, rows) -> int:
     now = app.clock.now()
     notices = []
     count = 0

@@ -42,12 +42,12 @@ class Programme:
     address: str = "unmentoring@localhost"
     organisers: list[str] = field(default_factory=lambda: ["organiser@localhost"])
     timezone: str = "Europe/London"
-    cadence: str = "first Monday"         # "<first|second|third|fourth|last> <weekday>" of every month
-    start_time: str = "09:00"             # when the round starts and the introductions go out
-    meeting_week: int = 1                 # 1 = the week that starts with the introductions, 2 = the next...
-    followup_day: str = "Monday"          # follow-up on the first such day after the meeting week
-    reminder_after_days: int = 5          # days after the follow-up to remind who has not answered; 0 = never
-    data_dir: str = "data"                # relative to the config file's folder
+    cadence: str = "first Monday"  # "<first|second|third|fourth|last> <weekday>" of every month
+    start_time: str = "09:00"  # when the round starts and the introductions go out
+    meeting_week: int = 1  # 1 = the week that starts with the introductions, 2 = the next...
+    followup_day: str = "Monday"  # follow-up on the first such day after the meeting week
+    reminder_after_days: int = 5  # days after the follow-up to remind who has not answered; 0 = never
+    data_dir: str = "data"  # relative to the config file's folder
 
     @property
     def zone(self) -> ZoneInfo:
@@ -64,13 +64,13 @@ class MailServer:
 
     host: str = ""
     port: int = 0
-    security: str = "ssl"                 # "ssl" (implicit TLS), "starttls", or "none" (this machine only)
+    security: str = "ssl"  # "ssl" (implicit TLS), "starttls", or "none" (this machine only)
     username: str = ""
-    password_env: str = ""                # the environment variable holding the password
-    auth: str = "login"                   # "login" or "xoauth2" (the variable then holds an access token)
+    password_env: str = ""  # the environment variable holding the password
+    auth: str = "login"  # "login" or "xoauth2" (the variable then holds an access token)
     timeout: float = 30.0
-    ca_file: str = ""                     # an extra CA bundle; certificates are always verified
-    password: str = field(default="", repr=False)   # from password_env, never from the file
+    ca_file: str = ""  # an extra CA bundle; certificates are always verified
+    password: str = field(default="", repr=False)  # from password_env, never from the file
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,15 @@ class Imap(MailServer):
 class Smtp(MailServer):
     port: int = 587
     security: str = "starttls"
-    envelope_from: str = ""               # bounce address; the programme address when empty
-    per_minute: int = 30                  # Microsoft 365 allows 30 messages a minute
-    per_day: int = 10000                  # ... and 10,000 recipients a day
+    envelope_from: str = ""  # bounce address; the programme address when empty
+    per_minute: int = 30  # Microsoft 365 allows 30 messages a minute
+    per_day: int = 10000  # ... and 10,000 recipients a day
 
 
 @dataclass(frozen=True)
 class Lmtp:
-    listen: str = ""                      # "127.0.0.1:8024"; empty = no LMTP server
-    spool: str = "spool"                  # Maildir under data_dir where accepted mail waits
+    listen: str = ""  # "127.0.0.1:8024"; empty = no LMTP server
+    spool: str = "spool"  # Maildir under data_dir where accepted mail waits
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -106,14 +106,14 @@ class Lmtp:
 class Sandbox:
     host: str = "127.0.0.1"
     port: int = 2525
-    folder: str = "sandbox"               # under data_dir: inbox/ and mailboxes/<address>/
+    folder: str = "sandbox"  # under data_dir: inbox/ and mailboxes/<address>/
 
 
 @dataclass(frozen=True)
 class Limits:
     replies_per_sender_per_day: int = 10
-    bounce_threshold: int = 3             # bounce score at which an address is disabled
-    ghost_rounds: int = 3                 # silent rounds in a row before a member is paused
+    bounce_threshold: int = 3  # bounce score at which an address is disabled
+    ghost_rounds: int = 3  # silent rounds in a row before a member is paused
     attempts_before_quarantine: int = 3
     token_days: int = 7
     max_message_bytes: int = 25_000_000
@@ -229,9 +229,7 @@ def _build_section(cls: type, table: Mapping[str, Any], name: str, path: Path, e
     if "password_env" in values and values["password_env"]:
         variable = values["password_env"]
         if variable not in environ:
-            raise ConfigError(
-                path, f"{name}.password_env", f"environment variable {variable} is not set"
-            )
+            raise ConfigError(path, f"{name}.password_env", f"environment variable {variable} is not set")
         values["password"] = environ[variable]
     return cls(**values)
 
@@ -316,7 +314,7 @@ def _validate(config: Config, path: Path) -> None:
 
 
 def parse_cadence(cadence: str, path: Path | str = "(config)") -> tuple[int, int]:
-    """"first Monday" -> (0, 0); "last Friday" -> (-1, 4): (which occurrence, weekday number)."""
+    """ "first Monday" -> (0, 0); "last Friday" -> (-1, 4): (which occurrence, weekday number)."""
     words = cadence.lower().split()
     if len(words) != 2 or words[0] not in ORDINALS or words[1] not in WEEKDAYS:
         raise ConfigError(

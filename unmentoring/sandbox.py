@@ -93,7 +93,7 @@ class _SandboxHandler(EnvelopeSenderCheck):
         self._layout = layout
         self._clock = clock
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
         if has_control_characters(address) or not address.strip():
@@ -102,9 +102,7 @@ class _SandboxHandler(EnvelopeSenderCheck):
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(  # noqa: N802 - aiosmtpd hook name
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = bytes(envelope.original_content or b"")
         received_at = format_datetime(self._clock.now())
         delivery_id = secrets.token_hex(6)
@@ -204,8 +202,7 @@ def banner(config: Config) -> str:
             f"Sandbox mode: a private mail server on {host}:{port}; no mail leaves this machine.",
             f"  Programme address : {programme}",
             "  Write to it       : unmentoring sandbox send --from alice@example.org 'Hello'",
-            f"                      (or any mail client / swaks --server {host}:{port} "
-            f"--to {programme})",
+            f"                      (or any mail client / swaks --server {host}:{port} --to {programme})",
             "  Read anyone's mail: unmentoring sandbox read alice@example.org",
             "                      unmentoring sandbox read alice@example.org 1",
             "  Reply to message 1: unmentoring sandbox send --from alice@example.org "

@@ -68,8 +68,10 @@ def build_reply(
         raise click.ClickException("the message has no Reply-To or From address to reply to")
     original_subject = _header(original, "Subject")
     if subject is None:
-        subject = original_subject if original_subject.lower().startswith("re:") else (
-            f"Re: {original_subject}".rstrip()
+        subject = (
+            original_subject
+            if original_subject.lower().startswith("re:")
+            else (f"Re: {original_subject}".rstrip())
         )
     text = body
     if quote:
@@ -77,9 +79,7 @@ def build_reply(
     reply = build_message(sender, to, subject, text, clock)
     message_id = _header(original, "Message-ID").strip()
     if message_id:
-        references = _header(original, "References").split() or _header(
-            original, "In-Reply-To"
-        ).split()
+        references = _header(original, "References").split() or _header(original, "In-Reply-To").split()
         reply["In-Reply-To"] = message_id
         reply["References"] = " ".join([*references, message_id])
     return reply
@@ -205,9 +205,7 @@ def pick_message(layout: SandboxLayout, address: str, number: int) -> StoredMess
 # -- sending ------------------------------------------------------------------------------------
 
 
-def send_to_sandbox(
-    config: Config, message: EmailMessage, sender: str, recipients: list[str]
-) -> None:
+def send_to_sandbox(config: Config, message: EmailMessage, sender: str, recipients: list[str]) -> None:
     host, port = config.sandbox.host, config.sandbox.port
     try:
         with smtplib.SMTP(host, port, timeout=SEND_TIMEOUT) as smtp:
@@ -218,8 +216,9 @@ def send_to_sandbox(
             "(it runs the sandbox mail server)"
         ) from None
     except smtplib.SMTPRecipientsRefused as exc:
-        refused = "; ".join(f"{rcpt}: {code} {text.decode(errors='replace')}"
-                            for rcpt, (code, text) in exc.recipients.items())
+        refused = "; ".join(
+            f"{rcpt}: {code} {text.decode(errors='replace')}" for rcpt, (code, text) in exc.recipients.items()
+        )
         raise click.ClickException(f"the sandbox refused the recipients: {refused}") from None
     except smtplib.SMTPResponseException as exc:
         text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else ""
@@ -237,9 +236,7 @@ def _valid_address(value: str, option: str) -> str:
     try:
         Address(addr_spec=address)
     except (ValueError, IndexError):
-        raise click.BadParameter(
-            f"expected an email address, got {value!r}", param_hint=option
-        ) from None
+        raise click.BadParameter(f"expected an email address, got {value!r}", param_hint=option) from None
     return value
 
 
@@ -254,9 +251,7 @@ def _body_from(words: Sequence[str]) -> str:
 # -- the click group ----------------------------------------------------------------------------
 
 
-def make_sandbox_group(
-    get_config: Callable[[], Config], clock: Clock | None = None
-) -> click.Group:
+def make_sandbox_group(get_config: Callable[[], Config], clock: Clock | None = None) -> click.Group:
     """The `sandbox` command group; `get_config` is called only when a command runs."""
     the_clock = clock or SystemClock()
 
@@ -276,13 +271,18 @@ def make_sandbox_group(
     @sandbox.command("send")
     @click.option("--from", "sender", required=True, help="Who writes, e.g. alice@example.org.")
     @click.option(
-        "--to", "recipients", multiple=True,
+        "--to",
+        "recipients",
+        multiple=True,
         help="Recipient (repeatable); default: the programme address, or the sender of the "
         "message replied to.",
     )
     @click.option("--subject", default=None, help="Default: the first line of the text.")
     @click.option(
-        "--reply-to-message", "reply_to", type=click.IntRange(min=1), default=None,
+        "--reply-to-message",
+        "reply_to",
+        type=click.IntRange(min=1),
+        default=None,
         help="Reply to message N of the sender's sandbox mailbox (see `sandbox read`).",
     )
     @click.option("--quote/--no-quote", default=True, help="Quote the original in a reply.")
@@ -308,14 +308,22 @@ def make_sandbox_group(
             _, sender_address = getaddresses([sender])[0]
             original = pick_message(layout, sender_address, reply_to).parse()
             message = build_reply(
-                original, sender, text, the_clock,
-                recipients=recipients, subject=subject, quote=quote,
+                original,
+                sender,
+                text,
+                the_clock,
+                recipients=recipients,
+                subject=subject,
+                quote=quote,
             )
         else:
             first_line = text.strip().splitlines()[0][:78]
             message = build_message(
-                sender, list(recipients) or [config.programme.address],
-                subject if subject is not None else first_line, text, the_clock,
+                sender,
+                list(recipients) or [config.programme.address],
+                subject if subject is not None else first_line,
+                text,
+                the_clock,
             )
         envelope_to = [address for _, address in getaddresses([str(message["To"])]) if address]
         _, envelope_from = getaddresses([sender])[0]

@@ -57,7 +57,7 @@ class StoppableSource:
         self._source.close()
 
 
-def poll_inbox(app: App, source: Source, should_stop: ShouldStop = never):  # noqa: ANN201 - PollReport
+def poll_inbox(app: App, source: Source, should_stop: ShouldStop = never):
     report = process_source(
         StoppableSource(source, should_stop),
         app.store,
@@ -76,7 +76,7 @@ def run_cycle(app: App) -> list[str]:
     return steps
 
 
-def deliver_outbox(app: App, *, progress: bool = False, should_stop: ShouldStop = never):  # noqa: ANN201
+def deliver_outbox(app: App, *, progress: bool = False, should_stop: ShouldStop = never):
     """Send what is due; a permanent refusal counts as a bounce against that member's address."""
     sender = app.smtp_sender()
     try:

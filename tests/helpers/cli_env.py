@@ -32,8 +32,7 @@ VOLATILE = re.compile(r"\.(lock|pid|bak\d+)$")
 def write_config(path: Path, *, data_dir: Path, sandbox_port: int, extra: str = "") -> Path:
     """An unmentoring.toml that only sets the data folder and the sandbox port (plus `extra`)."""
     path.write_text(
-        f'[programme]\ndata_dir = "{data_dir.as_posix()}"\n{extra}\n'
-        f"[sandbox]\nport = {sandbox_port}\n",
+        f'[programme]\ndata_dir = "{data_dir.as_posix()}"\n{extra}\n[sandbox]\nport = {sandbox_port}\n',
         encoding="utf-8",
     )
     return path
@@ -88,8 +87,7 @@ def wait_for_kind(maildir: Path, kind: str, timeout: float, describe: str = "") 
         if time.monotonic() > deadline:
             present = [(m.get(KIND_HEADER), m.get("Subject")) for m in maildir_messages(maildir)]
             raise AssertionError(
-                f"no {kind!r} message in {maildir} within {timeout:.0f}s; "
-                f"present: {present}. {describe}"
+                f"no {kind!r} message in {maildir} within {timeout:.0f}s; present: {present}. {describe}"
             )
         time.sleep(0.05)
 
@@ -120,9 +118,7 @@ class CliEnv:
     def mailbox(self, address: str) -> Path:
         return self.sandbox_dir / "mailboxes" / address
 
-    def invoke(
-        self, *args: str, input: str | bytes | None = None, config: Path | None = None
-    ) -> Result:
+    def invoke(self, *args: str, input: str | bytes | None = None, config: Path | None = None) -> Result:
         """Run `unmentoring --config <ours> ARGS...` in-process; exceptions become a result."""
         return self.runner.invoke(
             main,

@@ -61,9 +61,9 @@ class Delivered:
     Views are computed once: header parsing with policy.default is slow, and a year's checks
     look at some 800 messages many times over."""
 
-    index: int                       # order of arrival at the sink, from 0
+    index: int  # order of arrival at the sink, from 0
     envelope_from: str
-    envelope_to: tuple[str, ...]     # lower-case RCPT TO addresses
+    envelope_to: tuple[str, ...]  # lower-case RCPT TO addresses
     message: EmailMessage
 
     @cached_property
@@ -177,10 +177,7 @@ class Postbox:
     def to(self, address: str, kinds: Iterable[str] = ()) -> list[Delivered]:
         wanted = set(kinds)
         address = address.lower()
-        return [
-            d for d in self.all()
-            if address in d.envelope_to and (not wanted or d.kind in wanted)
-        ]
+        return [d for d in self.all() if address in d.envelope_to and (not wanted or d.kind in wanted)]
 
     def latest(self, address: str, *kinds: str) -> Delivered | None:
         found = self.to(address, kinds)
@@ -210,9 +207,7 @@ class Correspondents:
         """A reply to ``original`` (quoting it, threading headers set) sent to the programme: to
         its Reply-To unless ``recipients`` says otherwise (an intro's Reply-To is the whole
         group, so answers to it name the programme address explicitly)."""
-        reply = build_reply(
-            original.message, person.mailbox, body, self.clock, recipients=recipients
-        )
+        reply = build_reply(original.message, person.mailbox, body, self.clock, recipients=recipients)
         self._queue(reply)
         return reply
 
