@@ -7,23 +7,17 @@ recorded or dropped, so a doubt about a machine-sent message leans towards "do n
 
 from __future__ import annotations
 
-import email
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from email.message import Message
 from enum import StrEnum
 
-from flufl.bounce import all_failures
-
+from inbox.bounces import Mail, bounce_signals, is_warning_only, read_bounce
+from inbox.bounces.signals import content_type_of
 from inbox.grammar import Command, read_command
-from inbox.parse import ParsedMessage, canonical_address, decode_bytes
+from inbox.parse import ParsedMessage, canonical_address
 
 LOOP_HEADER = "X-UnMentoring-Loop"
-# Bounces carry the original message; its attachments say nothing about who bounced, and the
-# heuristic detectors would spend seconds reading megabytes of base64.
-MAX_BOUNCE_PART_CHARS = 256_000
-MAX_BOUNCE_PARTS = 200
 
 
 class Kind(StrEnum):
@@ -44,29 +38,9 @@ class Classification:
     command: Command | None = None  # what a person's message asks (read once, used by apply)
 
 
-_DAEMON_LOCAL = re.compile(r"^(?:mailer-?daemon|mail-?daemon|postmaster)$", re.IGNORECASE)
-_DAEMON_NAME = re.compile(
-    r"mail delivery (?:system|subsystem|service)|mailer[- ]daemon|postmaster", re.IGNORECASE
-)
 _NOREPLY_LOCAL = re.compile(
     r"^(?:mailer-?daemon|mail-?daemon|postmaster|no[-_.]?reply|do[-_.]?not[-_.]?reply)"
     r"(?:[-+_.].*)?$",
-    re.IGNORECASE,
-)
-_BOUNCE_SUBJECT = re.compile(
-    r"^\s*(?:undeliver(?:able|ed)|mail delivery failed|delivery status notification"
-    r"|failure notice|returned mail|delivery failure|delivery has failed|mail system error"
-    r"|non remis|non distribuable|unzustellbar|nicht zustellbar|onbestelbaar"
-    r"|no se puede entregar|delayed mail|warning: message \S+ delayed|message delivery delay)",
-    re.IGNORECASE,
-)
-_WARNING_SUBJECT = re.compile(
-    r"^\s*(?:warning:|delayed mail|delivery delayed|delivery status notification \(delay\))",
-    re.IGNORECASE,
-)
-_WARNING_TEXT = re.compile(
-    r"this is a warning only|has not yet been delivered|no action is required on your part"
-    r"|will be retried|will continue to be made|delivery attempts will continue",
     re.IGNORECASE,
 )
 _AUTO_REPLY_HEADERS = (
@@ -113,178 +87,37 @@ def classify(raw: bytes, parsed: ParsedMessage, *, own_addresses: Collection[str
 # --- bounces -------------------------------------------------------------------------------------
 
 
-@dataclass
-class _DeliveryReport:
-    is_delivery_status: bool = False
-    failed: list[str] = field(default_factory=list)
-    delayed: list[str] = field(default_factory=list)
-
-
 def _bounce(raw: bytes, parsed: ParsedMessage, own: frozenset[str]) -> Classification | None:
-    signals = _bounce_signals(parsed)
+    signals = bounce_signals(parsed)
     if not signals:
         return None
-    message = _message_for_bounce_scan(raw)
-    report = _read_delivery_status(message) if message is not None else _DeliveryReport()
-    temporary, permanent = _flufl_failures(message) if message is not None else (set(), set())
-
-    if not (report.failed or report.delayed) and _is_warning_only(parsed):
-        # Heuristic detectors read any address near "RCPT TO" as failed, even in a delay warning.
-        temporary, permanent = temporary | permanent, set()
-    permanent |= set(report.failed)
-    temporary = (temporary | set(report.delayed)) - permanent
-    found_any = bool(permanent or temporary)
-    permanent -= own
-    temporary -= own
+    mail = Mail.of(raw, parsed, tuple(signals))
+    read = read_bounce(mail)
     because = ", ".join(signals)
-    if permanent:
-        return Classification(Kind.BOUNCE, f"bounce ({because}): permanent failure", sorted(permanent), True)
-    if temporary:
-        return Classification(
-            Kind.BOUNCE, f"bounce ({because}): delivery delayed, still retrying", sorted(temporary)
-        )
-    if found_any:
-        return Classification(Kind.BOUNCE, f"bounce ({because}) for our own address only")
-    if report.is_delivery_status:
-        return Classification(Kind.BOUNCE, f"delivery status notification without failures ({because})")
-    if _auto_reply_reason(parsed):
-        return None  # e.g. a vacation reply sent with a null envelope sender, as RFC 3834 asks
-    if "null envelope sender" in signals or "sent by the mail system" in signals:
-        return Classification(Kind.BOUNCE, f"bounce ({because}): no failed address found")
-    return None
-
-
-def _bounce_signals(parsed: ParsedMessage) -> list[str]:
-    signals = []
-    if parsed.envelope_sender == "":
-        signals.append("null envelope sender")
-    local = parsed.sender.rpartition("@")[0]
-    envelope_local = (parsed.envelope_sender or "").rpartition("@")[0]
-    if (
-        _DAEMON_LOCAL.match(local)
-        or _DAEMON_LOCAL.match(envelope_local)
-        or _DAEMON_NAME.fullmatch(parsed.sender_name.strip())
-    ):
-        signals.append("sent by the mail system")
-    content_type, report_type = _content_type(parsed)
-    if content_type == "multipart/report" and report_type != "disposition-notification":
-        signals.append("multipart/report")
-    if "x-failed-recipients" in parsed.headers:
-        signals.append("X-Failed-Recipients")
-    if _BOUNCE_SUBJECT.match(parsed.subject):
-        signals.append("bounce subject")
-    return signals
-
-
-def _is_warning_only(parsed: ParsedMessage) -> bool:
-    return bool(_WARNING_SUBJECT.match(parsed.subject) or _WARNING_TEXT.search(parsed.full_text))
-
-
-def _content_type(parsed: ParsedMessage) -> tuple[str, str]:
-    value = parsed.headers.get("content-type", "").lower()
-    content_type = value.split(";", 1)[0].strip()
-    report = re.search(r"report-type\s*=\s*\"?([a-z0-9\-/.]+)", value)
-    return content_type, report.group(1) if report else ""
-
-
-def _message_for_bounce_scan(raw: bytes) -> Message | None:
-    try:
-        # compat32 (the default) is the API flufl.bounce's detectors are written against.
-        message = email.message_from_bytes(raw)
-    except Exception:  # the message was parsed once already; any failure here means "no report"
+    if read is None:
+        if _auto_reply_reason(parsed):
+            return None  # e.g. a vacation reply sent with a null envelope sender, as RFC 3834 asks
+        if {"null envelope sender", "sent by the mail system"} & set(signals):
+            # Looks like a report but names no address we can read: never answered, nobody scored.
+            return Classification(Kind.BOUNCE, f"bounce ({because}): no failed address found")
         return None
-    for part in _parts(message):
-        try:
-            payload = part.get_payload()
-            if part.is_multipart() or not isinstance(payload, str):
-                continue
-            if len(payload) > MAX_BOUNCE_PART_CHARS:
-                keep = part.get_content_maintype() in ("text", "message")
-                part.set_payload(payload[:MAX_BOUNCE_PART_CHARS] if keep else "")
-        except Exception:  # a part we cannot trim is left as it is
-            continue
-    return message
-
-
-def _parts(message: Message) -> Iterator[Message]:
-    stack = [message]
-    seen = 0
-    while stack and seen < MAX_BOUNCE_PARTS:
-        part = stack.pop()
-        seen += 1
-        yield part
-        try:
-            payload = part.get_payload() if part.is_multipart() else None
-        except Exception:
-            continue
-        if isinstance(payload, list):
-            stack.extend(reversed([p for p in payload if isinstance(p, Message)]))
-
-
-def _read_delivery_status(message: Message) -> _DeliveryReport:
-    """RFC 3464: per-recipient Action ("failed" / "delayed") and Status (5.x.x / 4.x.x)."""
-    report = _DeliveryReport()
-    for part in _parts(message):
-        try:
-            if part.get_content_type() != "message/delivery-status":
-                continue
-        except Exception:
-            continue
-        report.is_delivery_status = True
-        for block in _status_blocks(part):
-            action = str(block.get("action") or "").strip().lower()
-            status = str(block.get("status") or "").strip()
-            recipient = _dsn_recipient(block)
-            if not recipient:
-                continue
-            if action.startswith(("failed", "error")) or (not action and status.startswith("5")):
-                report.failed.append(recipient)
-            elif action.startswith("delayed") or (not action and status.startswith("4")):
-                report.delayed.append(recipient)
-    return report
-
-
-def _status_blocks(part: Message) -> list[Message]:
-    try:
-        payload = part.get_payload()
-        if isinstance(payload, list):
-            return [p for p in payload if isinstance(p, Message)]
-        # A delivery-status body the parser left as text (e.g. base64-encoded): read it ourselves.
-        data = part.get_payload(decode=True)
-        text = decode_bytes(data if isinstance(data, bytes) else b"", "utf-8")
-        return [email.message_from_string(chunk) for chunk in re.split(r"\n\s*\n", text)]
-    except Exception:
-        return []
-
-
-def _dsn_recipient(block: Message) -> str:
-    # Original-Recipient is the address we sent to; Final-Recipient may be an internal alias.
-    for name in ("original-recipient", "final-recipient", "x-actual-recipient"):
-        try:
-            value = str(block.get(name) or "")
-        except Exception:
-            continue
-        address = canonical_address(value.split(";", 1)[-1])
-        if address:
-            return address
-    return ""
-
-
-def _flufl_failures(message: Message) -> tuple[set[str], set[str]]:
-    try:
-        temporary, permanent = all_failures(message)
-    except Exception:  # flufl.bounce re-raises its detectors' errors; a failed scan finds nothing
-        return set(), set()
-    return _addresses(temporary), _addresses(permanent)
-
-
-def _addresses(found: Collection[bytes]) -> set[str]:
-    result = set()
-    for item in found:
-        address = canonical_address(item.decode("ascii", "replace"))
-        if address:
-            result.add(address)
-    return result
+    detector, finding = read
+    permanent, temporary = set(finding.permanent), set(finding.temporary)
+    if not finding.permanence_known and is_warning_only(parsed, mail.report_text):
+        # A delay warning never scores, whatever a text detector made of its wording.
+        permanent, temporary = set(), permanent | temporary
+    because = f"{because}; read as {detector}"
+    if permanent - own:
+        return Classification(
+            Kind.BOUNCE, f"bounce ({because}): permanent failure", sorted(permanent - own), True
+        )
+    if temporary - own:
+        return Classification(
+            Kind.BOUNCE, f"bounce ({because}): delivery delayed, still retrying", sorted(temporary - own)
+        )
+    if permanent or temporary:
+        return Classification(Kind.BOUNCE, f"bounce ({because}) for our own address only")
+    return Classification(Kind.BOUNCE, f"delivery status notification without failures ({because})")
 
 
 # --- loops, automatic replies, lists -------------------------------------------------------------
@@ -335,7 +168,7 @@ def _auto_reply_reason(parsed: ParsedMessage) -> str | None:
         precedence = headers.get(name, "").strip().lower()
         if precedence in _BULK_PRECEDENCE:
             return f"{name.title()}: {precedence}"
-    content_type, report_type = _content_type(parsed)
+    content_type, report_type = content_type_of(parsed)
     if content_type == "multipart/report" and report_type == "disposition-notification":
         return "read receipt (message disposition notification)"
     if _AUTO_SUBJECT.match(parsed.subject) or _OOF_SUBJECT.match(parsed.subject):

@@ -1,0 +1,27 @@
+"""flufl.bounce's own detectors (Mailman's: AOL, Exchange, GroupWise, qmail, Yahoo, SMTP32, ...)
+for the formats our modules do not read themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from flufl.bounce import all_failures
+
+from inbox.bounces.base import Finding, Mail, canonical_all
+
+
+def detect(mail: Mail) -> Finding | None:
+    if mail.message is None:
+        return None
+    try:
+        temporary, permanent = all_failures(mail.message)
+    except Exception:  # flufl.bounce re-raises its detectors' errors; a failed scan finds nothing
+        return None
+    found_permanent, found_temporary = _decoded(permanent), _decoded(temporary)
+    if not (found_permanent or found_temporary):
+        return None
+    return Finding(found_permanent, found_temporary - found_permanent)
+
+
+def _decoded(found: Collection[bytes]) -> frozenset[str]:
+    return canonical_all(item.decode("ascii", "replace") for item in found)
