@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from inbox.bounces import Mail, bounce_signals, is_warning_only, read_bounce
-from inbox.bounces.signals import content_type_of
+from inbox.bounces.signals import MAIL_SYSTEM, NULL_SENDER, content_type_of
 from inbox.grammar import Command, read_command
 from inbox.parse import ParsedMessage, canonical_address
 
@@ -97,7 +97,7 @@ def _bounce(raw: bytes, parsed: ParsedMessage, own: frozenset[str]) -> Classific
     if read is None:
         if _auto_reply_reason(parsed):
             return None  # e.g. a vacation reply sent with a null envelope sender, as RFC 3834 asks
-        if {"null envelope sender", "sent by the mail system"} & set(signals):
+        if {NULL_SENDER, MAIL_SYSTEM} & set(signals):
             # Looks like a report but names no address we can read: never answered, nobody scored.
             return Classification(Kind.BOUNCE, f"bounce ({because}): no failed address found")
         return None

@@ -10,6 +10,8 @@ from inbox.bounces.base import Finding, Mail, canonical_all
 
 
 def detect(mail: Mail) -> Finding | None:
+    if not _from_amazon(mail):
+        return None  # a person pasting such JSON to us is not a bounce
     event = _event(mail.parsed.full_text)
     if event is None or str(event.get("notificationType") or event.get("eventType")) != "Bounce":
         return None
@@ -26,6 +28,13 @@ def detect(mail: Mail) -> Finding | None:
     if bounce.get("bounceType") == "Permanent":
         return Finding(permanent=addresses, permanence_known=True)
     return Finding(temporary=addresses, permanence_known=True)
+
+
+def _from_amazon(mail: Mail) -> bool:
+    sender_domain = mail.parsed.sender.rpartition("@")[2]
+    return "x-amz-sns-message-id" in mail.parsed.headers or sender_domain.endswith(
+        ("amazonaws.com", "amazonses.com")
+    )
 
 
 def _event(text: str) -> dict | None:

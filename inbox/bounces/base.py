@@ -67,7 +67,7 @@ class Mail:
         copy of the original message starts: the text that names the failed addresses."""
         if self.message is None:
             return ""
-        chunks = [decode_part(p) for p in _report_parts(self.message)]
+        chunks = list(_report_texts(self.message))
         text = "\n".join(chunks).replace("\r\n", "\n")[:MAX_REPORT_CHARS]
         return cut_original(text)
 
@@ -96,8 +96,8 @@ def decode_part(part: Message) -> str:
     return decode_bytes(data if isinstance(data, bytes) else b"", charset)
 
 
-def _report_parts(message: Message) -> Iterator[Message]:
-    """Text leaves outside attached messages (message/rfc822, text/rfc822-headers)."""
+def _report_texts(message: Message) -> Iterator[str]:
+    """Decoded text leaves outside attached messages (message/rfc822, text/rfc822-headers)."""
     stack = [message]
     seen = 0
     while stack and seen < MAX_PARTS:

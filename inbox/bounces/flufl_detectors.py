@@ -7,7 +7,7 @@ from collections.abc import Collection
 
 from flufl.bounce import all_failures
 
-from inbox.bounces.base import Finding, Mail, canonical_all
+from inbox.bounces.base import Finding, Mail, addresses_in, canonical_all
 
 
 def detect(mail: Mail) -> Finding | None:
@@ -17,7 +17,10 @@ def detect(mail: Mail) -> Finding | None:
         temporary, permanent = all_failures(mail.message)
     except Exception:  # flufl.bounce re-raises its detectors' errors; a failed scan finds nothing
         return None
-    found_permanent, found_temporary = _decoded(permanent), _decoded(temporary)
+    # Its pattern matchers also read the attached original, where the partner named in an
+    # introduction would be taken for a failed recipient: keep what the report itself names.
+    named = frozenset(addresses_in(mail.report_text))
+    found_permanent, found_temporary = _decoded(permanent) & named, _decoded(temporary) & named
     if not (found_permanent or found_temporary):
         return None
     return Finding(found_permanent, found_temporary - found_permanent)

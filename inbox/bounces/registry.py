@@ -25,9 +25,11 @@ DETECTORS: tuple[tuple[str, Detector], ...] = (
 )
 
 
-def read_bounce(mail: Mail) -> tuple[str, Finding] | None:
+def read_bounce(
+    mail: Mail, detectors: tuple[tuple[str, Detector], ...] = DETECTORS
+) -> tuple[str, Finding] | None:
     """The first detector's answer, with its name; None when no detector recognises the message."""
-    for name, detector in DETECTORS:
+    for name, detector in detectors:
         try:
             finding = detector(mail)
         except Exception:  # a detector's bug on odd input must not lose the message

@@ -48,13 +48,17 @@ _WARNING_TEXT = re.compile(
 
 
 NOTIFICATION = "delivery notification (JSON)"
+NULL_SENDER = "null envelope sender"
+MAIL_SYSTEM = "sent by the mail system"
+# Signals only a mail system gives; a subject or a JSON body alone may be a person's.
+MACHINE_SIGNALS = frozenset({NULL_SENDER, MAIL_SYSTEM, "multipart/report", "X-Failed-Recipients"})
 
 
 def bounce_signals(parsed: ParsedMessage) -> list[str]:
     """Why this message may be a delivery report; empty when nothing suggests it."""
     signals = []
     if parsed.envelope_sender == "":
-        signals.append("null envelope sender")
+        signals.append(NULL_SENDER)
     local = parsed.sender.rpartition("@")[0]
     envelope_local = (parsed.envelope_sender or "").rpartition("@")[0]
     if (
@@ -63,7 +67,7 @@ def bounce_signals(parsed: ParsedMessage) -> list[str]:
         or _DAEMON_NAME.fullmatch(parsed.sender_name.strip())
         or (not parsed.sender and _DAEMON_FROM.match(parsed.headers.get("from", "")))
     ):
-        signals.append("sent by the mail system")
+        signals.append(MAIL_SYSTEM)
     content_type, report_type = content_type_of(parsed)
     if content_type == "multipart/report" and report_type != "disposition-notification":
         signals.append("multipart/report")

@@ -3,14 +3,14 @@ providers, other languages). Every such report names the failed address in its o
 its copy of the original, so: the addresses in the report text (base.Mail.report_text), without
 the mail system's own and the ones the bounce is addressed to, preferring those on a line that
 reads as a failure. Asked only for a message that came from the mail system, not for one that
-merely has a bounce-like subject or body."""
+merely has a bounce-like subject (a person may write "Undeliverable parcel")."""
 
 from __future__ import annotations
 
 import re
 
 from inbox.bounces.base import Finding, Mail, addresses_in, canonical_all
-from inbox.bounces.signals import NOTIFICATION
+from inbox.bounces.signals import MACHINE_SIGNALS
 
 _SYSTEM_LOCAL = re.compile(
     r"^(?:mailer-?daemon|mail-?daemon|postmaster|hostmaster|abuse|root|no-?reply|do-?not-?reply"
@@ -42,7 +42,7 @@ _TEMPORARY = re.compile(
 
 
 def detect(mail: Mail) -> Finding | None:
-    if not set(mail.signals) - {NOTIFICATION}:
+    if not set(mail.signals) & MACHINE_SIGNALS:
         return None
     text = mail.report_text
     excluded = _bounce_own_addresses(mail)
