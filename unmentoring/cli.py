@@ -15,6 +15,8 @@ import click
 
 from inbox.explain import explain as explain_message
 from inbox.lmtp import LmtpServer, MailServerStartError
+from mailer.settings import mail_settings_from_config
+from mailer.template_check import check_templates
 from matcher.store import StoreCorrupt, StoreError, StoreLocked
 from unmentoring import daemon, service
 from unmentoring.app import App, inbox_maildir
@@ -90,8 +92,25 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @main.command("check-config")
 @pass_context
 def check_config(context: Context) -> None:
-    """Check the configuration and print it, with secrets masked."""
-    click.echo(json.dumps(context.config.masked(), indent=2, default=str))
+    """Check the configuration and print it, with secrets masked; render every template with sample data."""
+    config = context.config
+    click.echo(json.dumps(config.masked(), indent=2, default=str))
+    report = check_templates(mail_settings_from_config(config))
+    for name in report.unused:
+        click.echo(f"warning: {_shown(config.templates_dir, name)} replaces no shipped template", err=True)
+    for error in report.errors:
+        where = _shown(error.path.parent, error.path.name) if error.path else f"{error.template} (shipped)"
+        click.echo(where + (f" line {error.line}" if error.line else "") + f": {error.problem}", err=True)
+    if report.errors:
+        sys.exit(EXIT_CONFIG)
+    own = f"; yours: {', '.join(report.overridden)}" if report.overridden else ""
+    click.echo(f"templates: every kind renders with sample values{own}", err=True)
+
+
+def _shown(folder: Path | None, name: str) -> str:
+    """A file as the organiser would type it: relative to the current folder when inside it."""
+    path = (folder or Path()) / name
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 @main.command()
