@@ -91,6 +91,7 @@ class TemplateReport:
     errors: list[RenderError]  # one per distinct fault (a broken base shows once, not once per kind)
     overridden: list[str]  # shipped templates the organiser's folder replaces
     unused: list[str]  # files in the organiser's folder that replace nothing (a misspelt name?)
+    half: list[str]  # kinds whose .txt or .html alone is replaced: the two parts of the mail disagree
 
 
 def check_templates(settings: MailSettings) -> TemplateReport:
@@ -113,6 +114,7 @@ def check_templates(settings: MailSettings) -> TemplateReport:
         errors=list(errors.values()),
         overridden=[name for name in own if name in shipped],
         unused=[name for name in own if name not in shipped],
+        half=[kind for kind in sorted(KINDS) if len({f"{kind}.txt", f"{kind}.html"} & set(own)) == 1],
     )
 
 

@@ -96,10 +96,17 @@ def check_config(context: Context) -> None:
     config = context.config
     click.echo(json.dumps(config.masked(), indent=2, default=str))
     report = check_templates(mail_settings_from_config(config))
+    own_folder = config.templates_dir or Path()
     for name in report.unused:
-        click.echo(f"warning: {_shown(config.templates_dir, name)} replaces no shipped template", err=True)
+        click.echo(f"warning: {_shown(own_folder / name)} replaces no shipped template", err=True)
+    for kind in report.half:
+        click.echo(
+            f"warning: {kind}.txt and {kind}.html are the plain and HTML parts of one mail;"
+            " only one is yours, so the other keeps the shipped wording",
+            err=True,
+        )
     for error in report.errors:
-        where = _shown(error.path.parent, error.path.name) if error.path else f"{error.template} (shipped)"
+        where = _shown(error.path) if error.path else f"{error.template} (shipped)"
         click.echo(where + (f" line {error.line}" if error.line else "") + f": {error.problem}", err=True)
     if report.errors:
         sys.exit(EXIT_CONFIG)
@@ -107,9 +114,8 @@ def check_config(context: Context) -> None:
     click.echo(f"templates: every kind renders with sample values{own}", err=True)
 
 
-def _shown(folder: Path | None, name: str) -> str:
+def _shown(path: Path) -> str:
     """A file as the organiser would type it: relative to the current folder when inside it."""
-    path = (folder or Path()) / name
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
