@@ -123,3 +123,16 @@ def test_a_templates_dir_that_does_not_exist_is_a_configuration_error(env: CliEn
 
     assert result.exit_code == 2, describe(result)
     assert f"{env.config_path}: programme.templates_dir: expected a folder" in result.stderr
+
+
+def test_tick_refuses_to_start_with_a_broken_override_and_sends_nothing(
+    env: CliEnv, sandbox: SandboxServer
+) -> None:
+    env.ok("members", "add", "alice@example.org", "--name", "Alice")
+    write(env, "intro.html", "{% if %}\n")
+
+    result = env.invoke("tick")
+
+    assert result.exit_code == 2, describe(result)
+    assert "wording/intro.html line 1: " in result.stderr and "Traceback" not in result.output
+    assert messages_of_kind(env.mailbox("alice@example.org"), "welcome") == []
