@@ -7,9 +7,11 @@ The organiser's overrides are the reason: a typo in ``templates/intro.txt`` must
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from mailer.render import KINDS, Renderer, RenderError, shipped_loader
 from mailer.settings import MailSettings
@@ -19,7 +21,7 @@ SAMPLE_MEMBERS = [
     {"name": "Bob Baker", "org": "Southtown NHS Trust", "about": "Digital services"},
 ]
 
-SAMPLE_VALUES: dict[str, dict] = {
+SAMPLE_VALUES: Mapping[str, Mapping[str, Any]] = {
     "confirm_join": {"name": "Alice", "token": "tok-join-123", "expires_on": date(2026, 12, 14)},
     "welcome": {"name": "Alice", "next_round_on": date(2027, 1, 4), "frequency": 2},
     "already_active": {"name": "Alice", "next_round_on": date(2027, 1, 4)},
