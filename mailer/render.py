@@ -1,7 +1,10 @@
 """Rendering a notice into a subject, a plain-text body and an HTML body (jinja2 templates).
 
-Every kind has ``templates/<kind>.txt`` (plain text, no escaping) and ``templates/<kind>.html``
+Every kind has ``mailer/templates/<kind>.txt`` (plain text, no escaping) and ``<kind>.html``
 (autoescaped), both extending a shared base that carries the footer (how to pause, how to leave).
+The templates ship inside the package (loaded with jinja2's PackageLoader, so an installed wheel
+renders without the source tree). An organiser's folder (``[programme] templates_dir``) is searched
+first: any file there replaces the shipped one of the same name, the rest fall back.
 The subject is the ``{% block subject %}`` of the .txt template: one place, one way. Undefined names
 raise (StrictUndefined), and the values a kind needs are checked before rendering, so a caller that
 forgets one gets an error naming the template and the value instead of an email with a hole in it.
@@ -51,18 +54,40 @@ from __future__ import annotations
 import json
 import re
 import textwrap
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from mailer.settings import MailSettings
 
+# The shipped templates, as a resource of this package (a real folder in a normal install).
+SHIPPED_TEMPLATES = resources.files("mailer") / "templates"
+
+
+def shipped_loader() -> jinja2.PackageLoader:
+    return jinja2.PackageLoader("mailer", "templates")
+
 
 class RenderError(ValueError):
-    """A notice that cannot be rendered: names the template and what is wrong."""
+    """A notice that cannot be rendered: names the template (and its line, when known) and what is wrong.
+
+    ``path`` is the organiser's file when the fault is in an override, else None (a shipped template)."""
+
+    def __init__(
+        self, problem: str, *, template: str = "", line: int | None = None, path: Path | None = None
+    ) -> None:
+        where = f"template {template!r}" + (f" line {line}" if line else "") + ": " if template else ""
+        super().__init__(where + problem)
+        self.problem = problem
+        self.template = template
+        self.line = line
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -138,11 +163,18 @@ class Rendered:
 
 
 class Renderer:
-    """Renders notices with the templates in ``settings.templates_dir``, compiled once."""
+    """Renders notices with the shipped templates, overridden by those in ``settings.templates_dir``
+    (if set); each compiled once."""
 
     def __init__(self, settings: MailSettings) -> None:
         self.settings = settings
-        loader = jinja2.FileSystemLoader(str(settings.templates_dir))
+        shipped = shipped_loader()
+        self._override = settings.templates_dir  # the organiser's folder, searched first
+        loader: jinja2.BaseLoader = (
+            shipped
+            if self._override is None
+            else jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(self._override)), shipped])
+        )
         common = dict(
             loader=loader,
             undefined=jinja2.StrictUndefined,
@@ -181,29 +213,65 @@ class Renderer:
         text_template = self._template(self._text, f"{kind}.txt")
         html_template = self._template(self._html, f"{kind}.html")
         if "subject" not in text_template.blocks:
-            raise RenderError(f"template {kind}.txt defines no {{% block subject %}}")
+            raise self._located(None, f"{kind}.txt", "defines no {% block subject %}")
         name = f"{kind}.txt"
         try:
-            subject_ctx = text_template.new_context(context)
-            subject = _one_line("".join(text_template.blocks["subject"](subject_ctx)))
+            try:
+                subject_ctx = text_template.new_context(context)
+                subject = _one_line("".join(text_template.blocks["subject"](subject_ctx)))
+            except Exception:
+                # a block called directly skips jinja's traceback rewriting, which gives template lines
+                self._text.handle_exception()
             text = text_template.render(context)
             name = f"{kind}.html"
             html = html_template.render(context, subject=subject)
         except jinja2.UndefinedError as exc:
-            raise RenderError(f"template {name!r}: missing value: {exc}") from None
+            raise self._located(exc, name, f"missing value: {exc}") from None
+        except jinja2.TemplateError as exc:  # a broken parent or include, found while rendering
+            raise self._located(exc, name, exc.message or exc.__class__.__name__) from None
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise RenderError(f"template {name!r}: bad value: {exc.__class__.__name__}: {exc}") from None
+            raise self._located(exc, name, f"bad value: {exc.__class__.__name__}: {exc}") from None
         if not subject:
-            raise RenderError(f"template {kind}.txt rendered an empty subject")
+            raise self._located(None, f"{kind}.txt", "rendered an empty subject")
         return Rendered(subject=subject, text=_tidy_text(text), html=html)
+
+    def compile(self, name: str) -> None:
+        """Load and compile one template (syntax errors surface here, with their line)."""
+        self._template(self._text, name)
 
     def _template(self, env: jinja2.Environment, name: str) -> jinja2.Template:
         try:
             return env.get_template(name)
-        except jinja2.TemplateNotFound:
-            raise RenderError(f"template {name!r} not found in {self.settings.templates_dir}") from None
+        except jinja2.TemplateNotFound as exc:
+            where = "the shipped templates" + (f" or {self._override}" if self._override else "")
+            raise self._located(exc, name, f"not found in {where}") from None
         except jinja2.TemplateSyntaxError as exc:
-            raise RenderError(f"template {name!r} line {exc.lineno}: {exc.message}") from None
+            raise self._located(exc, name, exc.message or "syntax error") from None
+
+    def _located(self, exc: Exception | None, fallback: str, problem: str) -> RenderError:
+        """The template file and line a fault comes from. A syntax error carries them; for a runtime error
+        jinja rewrites the traceback so that template frames carry the template's file and line."""
+        name, line = fallback, None
+        if isinstance(exc, jinja2.TemplateSyntaxError):
+            name, line = exc.name or fallback, exc.lineno
+        elif exc is not None:
+            for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+                found = self._template_name(frame.filename)
+                if found:
+                    name, line = found, frame.lineno
+                    break
+        override = self._override / name if self._override is not None else None
+        path = override if override is not None and override.is_file() else None
+        return RenderError(problem, template=name, line=line, path=path)
+
+    def _template_name(self, filename: str) -> str | None:
+        roots = [Path(str(SHIPPED_TEMPLATES))] + ([self._override] if self._override is not None else [])
+        for root in roots:
+            try:
+                return Path(filename).relative_to(root).as_posix()
+            except ValueError:
+                continue
+        return None
 
 
 # -- helpers for the templates

@@ -16,7 +16,6 @@ from typing import Any
 SECURITY_MODES = ("ssl", "starttls", "none")
 AUTH_MODES = ("login", "xoauth2")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 
 class SettingsError(ValueError):
@@ -65,7 +64,7 @@ class MailSettings:
     organisers: list[str]
     list_id: str
     smtp: SmtpSettings
-    templates_dir: Path = DEFAULT_TEMPLATES_DIR
+    templates_dir: Path | None = None  # the organiser's templates; None = only the shipped ones
 
     def __post_init__(self) -> None:
         try:
@@ -94,7 +93,7 @@ def make_list_id(programme_name: str, programme_address: str) -> str:
     return f"{slug}.{programme_address.rsplit('@', 1)[-1]}"
 
 
-def mail_settings_from_config(config: Any, *, templates_dir: Path = DEFAULT_TEMPLATES_DIR) -> MailSettings:
+def mail_settings_from_config(config: Any) -> MailSettings:
     """Build the mailer's settings from ``unmentoring.config.Config`` (duck-typed: the mailer may
     not import
     the front door). Without an [smtp] section the service sends through the sandbox server, in
@@ -124,5 +123,5 @@ def mail_settings_from_config(config: Any, *, templates_dir: Path = DEFAULT_TEMP
         organisers=list(programme.organisers),
         list_id=make_list_id(programme.name, programme.address),
         smtp=smtp,
-        templates_dir=templates_dir,
+        templates_dir=config.templates_dir,
     )

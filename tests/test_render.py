@@ -9,82 +9,16 @@ from pathlib import Path
 import markupsafe
 import pytest
 
-from mailer.render import KINDS, Renderer, RenderError
-from mailer.settings import DEFAULT_TEMPLATES_DIR, MailSettings, SmtpSettings
+from mailer.render import KINDS, SHIPPED_TEMPLATES, Renderer, RenderError
+from mailer.settings import MailSettings, SmtpSettings
+from mailer.template_check import SAMPLE_MEMBERS, SAMPLE_VALUES
 
-ALICE = {"name": "Alice Able", "org": "Northshire Council", "about": "Roads and <b>bridges</b>"}
-BOB = {"name": "Bob Baker", "org": "Southtown NHS Trust", "about": "Digital services"}
+ALICE, BOB = SAMPLE_MEMBERS
 CARA = {"name": "Cara Cole", "org": "Eastbury Police", "about": ""}
-
-# One valid set of values per kind: the contract other helpers build notices against.
-SAMPLE_VALUES: dict[str, dict] = {
-    "confirm_join": {"name": "Alice", "token": "tok-join-123", "expires_on": date(2026, 12, 14)},
-    "welcome": {"name": "Alice", "next_round_on": date(2027, 1, 4), "frequency": 2},
-    "already_active": {"name": "Alice", "next_round_on": date(2027, 1, 4)},
-    "confirm_leave": {"name": "Alice", "token": "tok-leave-456", "expires_on": date(2026, 12, 14)},
-    "goodbye": {"name": "Alice"},
-    "paused": {"name": "Alice", "until": date(2027, 3, 1)},
-    "resumed": {"name": "Alice", "next_round_on": date(2027, 1, 4)},
-    "frequency_changed": {"name": "Alice", "frequency": 3},
-    "profile_updated": {"name": "Alice", "org": "Northshire Council", "about": "Roads"},
-    "status": {
-        "name": "Alice",
-        "status": "paused",
-        "org": "Northshire Council",
-        "about": "Roads",
-        "frequency": 1,
-        "pause_until": date(2027, 2, 1),
-        "next_round_on": date(2027, 2, 1),
-        "rounds": 7,
-        "met": 5,
-    },
-    "help": {"reason": "frequency must be 1, 2 or 3"},
-    "not_member": {"command": "pause"},
-    "no_group": {"command": "met"},
-    "my_data": {"data": {"member": {"name": "Alice", "address": "alice@example.org"}, "groups": []}},
-    "confirm_forget": {
-        "name": "Alice",
-        "token": "tok-forget-789",
-        "expires_on": date(2026, 12, 14),
-    },
-    "forgotten": {},
-    "intro": {
-        "round_id": "2026-12",
-        "members": [ALICE, BOB],
-        "host": "Alice Able",
-        "meeting_week_start": date(2026, 12, 7),
-        "meeting_week_end": date(2026, 12, 13),
-        "followup_on": date(2026, 12, 14),
-    },
-    "followup": {
-        "name": "Bob Baker",
-        "partners": ["Alice Able"],
-        "round_id": "2026-12",
-        "meeting_week_start": date(2026, 12, 7),
-        "meeting_week_end": date(2026, 12, 13),
-    },
-    "reminder": {
-        "name": "Bob Baker",
-        "partners": ["Alice Able", "Cara Cole"],
-        "round_id": "2026-12",
-    },
-    "ghost": {"name": "Dan", "rounds": 3},
-    "bounce_disabled": {"address": "dan@example.org", "name": "Dan", "score": 3},
-    "summary": {
-        "figures": [("Members", 42), ("Joined this month", 5), ("Met rate", "71%")],
-        "rounds": [
-            {"id": "2026-11", "groups": 20, "met": 14, "missed": 4, "no_reply": 2},
-            ("2026-12", 21, 15, 3, 3),
-        ],
-        "reasons": ["too busy", "holiday"],
-        "ghosts": ["Dan"],
-        "disabled": [{"name": "Eve", "address": "eve@example.org"}],
-        "images": ["growth", "network"],
-    },
-}
+SHIPPED = Path(str(SHIPPED_TEMPLATES))
 
 
-def make_settings(templates_dir: Path = DEFAULT_TEMPLATES_DIR) -> MailSettings:
+def make_settings(templates_dir: Path | None = None) -> MailSettings:
     return MailSettings(
         programme_name="Coffee Trials",
         programme_address="coffee@example.org",
@@ -103,8 +37,8 @@ def renderer() -> Renderer:
 def test_every_kind_has_sample_values_and_both_templates() -> None:
     assert set(SAMPLE_VALUES) == set(KINDS)
     for kind in KINDS:
-        assert (DEFAULT_TEMPLATES_DIR / f"{kind}.txt").is_file(), kind
-        assert (DEFAULT_TEMPLATES_DIR / f"{kind}.html").is_file(), kind
+        assert (SHIPPED / f"{kind}.txt").is_file(), kind
+        assert (SHIPPED / f"{kind}.html").is_file(), kind
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -142,7 +76,7 @@ def test_an_intro_member_without_about_is_named(renderer: Renderer) -> None:
 
 def test_strict_undefined_names_the_template(tmp_path: Path) -> None:
     templates = tmp_path / "templates"
-    shutil.copytree(DEFAULT_TEMPLATES_DIR, templates)
+    shutil.copytree(SHIPPED, templates)
     text = (templates / "welcome.txt").read_text()
     (templates / "welcome.txt").write_text(text.replace("You're in.", "You're in, {{ nickname }}."))
     with pytest.raises(RenderError) as error:

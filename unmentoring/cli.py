@@ -15,6 +15,8 @@ import click
 
 from inbox.explain import explain as explain_message
 from inbox.lmtp import LmtpServer, MailServerStartError
+from mailer.settings import mail_settings_from_config
+from mailer.template_check import TemplateReport, check_templates
 from matcher.store import StoreCorrupt, StoreError, StoreLocked
 from unmentoring import daemon, service
 from unmentoring.app import App, inbox_maildir
@@ -90,8 +92,39 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @main.command("check-config")
 @pass_context
 def check_config(context: Context) -> None:
-    """Check the configuration and print it, with secrets masked."""
-    click.echo(json.dumps(context.config.masked(), indent=2, default=str))
+    """Check the configuration and print it, with secrets masked; render every template with sample data."""
+    config = context.config
+    click.echo(json.dumps(config.masked(), indent=2, default=str))
+    report = templates_render(config)
+    if report.errors:
+        sys.exit(EXIT_CONFIG)
+    own = f"; yours: {', '.join(report.overridden)}" if report.overridden else ""
+    click.echo(f"templates: every kind renders with sample values{own}", err=True)
+
+
+def templates_render(config: Config) -> TemplateReport:
+    """Render every template with sample values, saying on stderr what is wrong (file and line) and what
+    looks unintended. `run` and `tick` check too: a broken override must stop the start, not fail a
+    member's mail later."""
+    report = check_templates(mail_settings_from_config(config))
+    own_folder = config.templates_dir or Path()
+    for name in report.unused:
+        click.echo(f"warning: {_shown(own_folder / name)} replaces no shipped template", err=True)
+    for kind in report.half:
+        click.echo(
+            f"warning: {kind}.txt and {kind}.html are the plain and HTML parts of one mail;"
+            " only one is yours, so the other keeps the shipped wording",
+            err=True,
+        )
+    for error in report.errors:
+        where = _shown(error.path) if error.path else f"{error.template} (shipped)"
+        click.echo(where + (f" line {error.line}" if error.line else "") + f": {error.problem}", err=True)
+    return report
+
+
+def _shown(path: Path) -> str:
+    """A file as the organiser would type it: relative to the current folder when inside it."""
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 @main.command()
@@ -101,6 +134,8 @@ def run(context: Context, poll_seconds: int | None) -> None:
     """Run the service until SIGTERM or Ctrl-C: read mail, run the rounds, send mail."""
     setup_logging()
     config = context.config
+    if templates_render(config).errors:
+        sys.exit(EXIT_CONFIG)
     stop = threading.Event()
     daemon.install_stop_handlers(stop)
     with contextlib.ExitStack() as stack:
@@ -145,6 +180,8 @@ def run(context: Context, poll_seconds: int | None) -> None:
 def tick(context: Context) -> None:
     """Do one pass (read mail, run due round steps, send mail) and exit: for cron or a systemd timer."""
     setup_logging()
+    if templates_render(context.config).errors:
+        sys.exit(EXIT_CONFIG)
     stop = threading.Event()
     daemon.install_stop_handlers(stop)
     lock = daemon.service_lock(context.config)

@@ -48,6 +48,7 @@ class Programme:
     followup_day: str = "Monday"  # follow-up on the first such day after the meeting week
     reminder_after_days: int = 5  # days after the follow-up to remind who has not answered; 0 = never
     data_dir: str = "data"  # relative to the config file's folder
+    templates_dir: str = ""  # the organiser's wording (overrides by file name); relative like data_dir
 
     @property
     def zone(self) -> ZoneInfo:
@@ -142,6 +143,12 @@ class Config:
     @property
     def data_dir(self) -> Path:
         return (self.base_dir / self.programme.data_dir).resolve()
+
+    @property
+    def templates_dir(self) -> Path | None:
+        """The organiser's template overrides, or None: the shipped wording only."""
+        folder = self.programme.templates_dir
+        return (self.base_dir / folder).resolve() if folder else None
 
     @property
     def database_path(self) -> Path:
@@ -283,6 +290,9 @@ def _validate(config: Config, path: Path) -> None:
         raise ConfigError(path, "programme.followup_day", f"expected a weekday name, got {p.followup_day!r}")
     if p.reminder_after_days < 0:
         raise ConfigError(path, "programme.reminder_after_days", "expected 0 (never) or more days")
+    templates = config.templates_dir
+    if templates is not None and not templates.is_dir():
+        raise ConfigError(path, "programme.templates_dir", f"expected a folder; {templates} is not one")
     for name in ("imap", "smtp"):
         section = getattr(config, name)
         if section is None:
