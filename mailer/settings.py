@@ -110,7 +110,7 @@ def mail_settings_from_config(config: Any) -> MailSettings:
             security=smtp_section.security,
             username=smtp_section.username,
             password=smtp_section.password,
-            auth=smtp_section.auth,
+            auth=smtp_section.mechanism,
             timeout=smtp_section.timeout,
             ca_file=smtp_section.ca_file,
             envelope_from=smtp_section.envelope_from,

@@ -32,6 +32,7 @@ from datetime import datetime
 
 from mailer.settings import SmtpSettings
 from mailer.throttle import Throttle
+from mailkit.credentials import Credential, CredentialError, StaticPassword, login_with
 from matcher.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,10 @@ class SmtpSender:
         quick_retry_delay: float = 1.0,
         max_throttle_wait: float = 120.0,
         local_hostname: str | None = None,
+        credential: Credential | None = None,
     ) -> None:
         self.settings = settings
+        self._credential = credential or StaticPassword(settings.password)
         self.clock = clock
         self._sleep = sleep
         self.quick_retries = quick_retries
@@ -158,6 +161,9 @@ class SmtpSender:
             raise SmtpUnavailable(
                 f"{self._where}: login as {s.username!r} refused: {_reply(exc.smtp_code, exc.smtp_error)}"
             ) from None
+        except CredentialError as exc:
+            _quietly_close(conn)
+            raise SmtpUnavailable(f"{self._where}: {exc}") from None
         except (OSError, smtplib.SMTPException) as exc:
             _quietly_close(conn)
             raise SmtpUnavailable(f"cannot connect to {self._where}: {_describe(exc)}") from None
@@ -167,18 +173,22 @@ class SmtpSender:
     def _authenticate(self, conn: smtplib.SMTP) -> None:
         s = self.settings
         if s.auth == "xoauth2":
-            initial = xoauth2_string(s.username, s.password)
 
-            def respond(challenge: bytes | None = None) -> str:
-                # After a failure the server sends an error challenge; an empty answer ends it.
-                return initial if challenge is None else ""
+            def xoauth2(token: str) -> object:
+                initial = xoauth2_string(s.username, token)
+
+                def respond(challenge: bytes | None = None) -> str:
+                    # After a failure the server sends an error challenge; an empty answer ends it.
+                    return initial if challenge is None else ""
+
+                return conn.auth("XOAUTH2", respond, initial_response_ok=True)
 
             conn.ehlo_or_helo_if_needed()
             if not conn.has_extn("auth"):
                 raise SmtpUnavailable(f"{self._where} does not offer AUTH")
-            conn.auth("XOAUTH2", respond, initial_response_ok=True)
+            login_with(self._credential, xoauth2, smtplib.SMTPAuthenticationError)
         else:
-            conn.login(s.username, s.password)
+            login_with(self._credential, lambda p: conn.login(s.username, p), smtplib.SMTPAuthenticationError)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -12,9 +12,12 @@ Nothing here touches a system-wide daemon: every process is started by this modu
 
 from __future__ import annotations
 
+import base64
 import imaplib
+import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -23,10 +26,12 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -269,11 +274,35 @@ service imap-login {{
 """
 
 
+# With a TokenServer: XOAUTH2/OAUTHBEARER logins are checked by its introspection endpoint, every time.
+_DOVECOT_OAUTH2_CONF = """
+auth_mechanisms = plain login xoauth2 oauthbearer
+# Each login must reach the token server: a cached answer would hide an expired token.
+auth_cache_size = 0
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {dir}/oauth2.conf.ext
+}}
+"""
+_DOVECOT_OAUTH2_EXT = """\
+introspection_mode = post
+introspection_url = {introspection_url}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+
 class Dovecot:
     """A private Dovecot 2.3 instance on 127.0.0.1: plain IMAP with STARTTLS, and IMAPS."""
 
-    def __init__(self, tls: TlsFiles | None = None, *, host: str = HOST) -> None:
+    def __init__(
+        self, tls: TlsFiles | None = None, *, host: str = HOST, oauth2_introspection_url: str = ""
+    ) -> None:
         self.host = host
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.dir = make_server_dir("umdc-")
         self.tls = tls or make_tls_files(self.dir / "tls")
         self.imap_port = free_port(host)
@@ -312,7 +341,12 @@ class Dovecot:
                 imap_port=self.imap_port,
                 imaps_port=self.imaps_port,
             )
+            + (_DOVECOT_OAUTH2_CONF.format(dir=self.dir) if self.oauth2_introspection_url else "")
         )
+        if self.oauth2_introspection_url:
+            (self.dir / "oauth2.conf.ext").write_text(
+                _DOVECOT_OAUTH2_EXT.format(introspection_url=self.oauth2_introspection_url)
+            )
 
     def start(self) -> Dovecot:
         """Start (or, if frozen, thaw) the instance; a failure raises ServerStartError."""
@@ -699,6 +733,7 @@ class SmtpSink:
         auth: tuple[str, str] | None = None,
         auth_required: bool = False,
         auth_require_tls: bool | None = None,
+        oauth2: TokenServer | None = None,
     ) -> None:
         if (starttls or implicit_tls) and tls is None:
             tls = make_tls_files(make_server_dir("umsmtp-"))
@@ -720,6 +755,7 @@ class SmtpSink:
         # By default AUTH needs STARTTLS first on a STARTTLS sink; a plain sink offers AUTH in
         # clear so clients can be tested without TLS; implicit TLS is encrypted from the start.
         self._auth_require_tls = starttls if auth_require_tls is None else auth_require_tls
+        self._oauth2 = oauth2  # AUTH XOAUTH2 against this token server
         self._cond = threading.Condition()
         self._messages: list[ReceivedMessage] = []
         self._count = 0
@@ -740,10 +776,12 @@ class SmtpSink:
             kwargs["ssl_context"] = self.tls.server_context()
         if self._auth is not None:
             kwargs["authenticator"] = self._authenticate
+        if self._auth is not None or self._oauth2 is not None:
             kwargs["auth_required"] = self._auth_required
             kwargs["auth_require_tls"] = self._auth_require_tls
+        handler = _SinkHandler(self) if self._oauth2 is None else _OAuth2SinkHandler(self, self._oauth2)
         return Controller(
-            _SinkHandler(self),
+            handler,
             hostname=self.host,
             port=port,
             ready_timeout=START_TIMEOUT,
@@ -884,3 +922,212 @@ class SmtpSink:
             self._messages.clear()
             self._rejections.clear()
             self._count = 0
+
+
+# --------------------------------------------------------------------------------------------
+# OAuth2: a token server (device code, refresh, introspection) for Dovecot's oauth2 passdb and the sink
+
+
+@dataclass
+class _Device:
+    user: str
+    pending: int  # authorization_pending answers still to give
+
+
+class TokenServer:
+    """A small OAuth2 authorisation server on 127.0.0.1 (HTTP, a thread of this process).
+
+    Endpoints: ``device_url`` (RFC 8628 device authorisation), ``token_url`` (device_code and
+    refresh_token grants) and ``introspection_url`` (RFC 7662, what Dovecot's oauth2 passdb asks with
+    ``introspection_mode = post``). Access tokens expire ``lifetime`` seconds after issue by the clock
+    ``now`` (pass the test's injected clock); ``expires_in`` tells clients ``advertised`` seconds, which
+    may be longer, so a client meets a server-side expiry it could not foresee. Refresh tokens rotate
+    on every refresh, as Microsoft's do; ``revoke_refresh_tokens()`` makes the next refresh fail with
+    invalid_grant.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str = "test-client",
+        now: Callable[[], float] = time.monotonic,
+        lifetime: float = 3.0,
+        advertised: float | None = None,
+        pending_polls: int = 0,
+        device_user: str = "user@localhost",
+        host: str = HOST,
+    ) -> None:
+        self.client_id = client_id
+        self.now = now
+        self.lifetime = lifetime
+        self.advertised = lifetime if advertised is None else advertised
+        self.pending_polls = pending_polls
+        self.device_user = device_user
+        self.host = host
+        self.lock = threading.Lock()
+        self.access: dict[str, tuple[str, float]] = {}  # token -> (user, expires at)
+        self.refresh: dict[str, str] = {}  # live refresh token -> user
+        self.devices: dict[str, _Device] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []  # (path, form) in arrival order
+        self.introspections = 0
+        self.refused = 0  # access tokens presented (to Dovecot or the sink) after they expired
+        self._http: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> TokenServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[-1] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                status, body = server.answer(self.path, form)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer((self.host, 0), Handler)
+        self._thread = threading.Thread(target=self._http.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            http.shutdown()
+            http.server_close()
+
+    def __enter__(self) -> TokenServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._http is not None, "start the token server first"
+        return f"http://{self.host}:{self._http.server_address[1]}"
+
+    @property
+    def device_url(self) -> str:
+        return self.base_url + "/device"
+
+    @property
+    def token_url(self) -> str:
+        return self.base_url + "/token"
+
+    @property
+    def introspection_url(self) -> str:
+        return self.base_url + "/introspect"
+
+    # -- state -------------------------------------------------------------------------------
+
+    def sign_in(self, user: str) -> str:
+        """A refresh token for ``user``, as a finished device login would give."""
+        token = secrets.token_urlsafe(24)
+        with self.lock:
+            self.refresh[token] = user
+        return token
+
+    def revoke_refresh_tokens(self) -> None:
+        with self.lock:
+            self.refresh.clear()
+
+    def active_user(self, token: str) -> str | None:
+        """Whose access token this is, if the server still takes it."""
+        with self.lock:
+            user, expires = self.access.get(token, ("", 0.0))
+            if user and self.now() < expires:
+                return user
+            self.refused += 1
+            return None
+
+    @property
+    def issued(self) -> int:
+        with self.lock:
+            return len(self.access)
+
+    # -- the endpoints -----------------------------------------------------------------------
+
+    def answer(self, path: str, form: dict[str, str]) -> tuple[int, dict]:
+        with self.lock:
+            self.requests.append((path, dict(form)))
+        if path == "/introspect":
+            with self.lock:
+                self.introspections += 1
+            user = self.active_user(form.get("token", ""))
+            return 200, {"active": True, "username": user} if user else {"active": False}
+        if form.get("client_id") != self.client_id:
+            return 400, {"error": "invalid_client", "error_description": "unknown client_id"}
+        if path == "/device":
+            code = secrets.token_urlsafe(16)
+            with self.lock:
+                self.devices[code] = _Device(self.device_user, self.pending_polls)
+            return 200, {
+                "device_code": code,
+                "user_code": "WDJB-MJHT",
+                "verification_uri": self.base_url + "/activate",
+                "expires_in": 900,
+                "interval": 5,
+            }
+        if path != "/token":
+            return 404, {"error": "not_found"}
+        grant = form.get("grant_type")
+        with self.lock:
+            if grant == "urn:ietf:params:oauth:grant-type:device_code":
+                device = self.devices.get(form.get("device_code", ""))
+                if device is None:
+                    return 400, {"error": "expired_token"}
+                if device.pending > 0:
+                    device.pending -= 1
+                    return 400, {"error": "authorization_pending"}
+                del self.devices[form["device_code"]]
+                user = device.user
+            elif grant == "refresh_token":
+                user = self.refresh.pop(form.get("refresh_token", ""), "")
+                if not user:
+                    return 400, {"error": "invalid_grant", "error_description": "AADSTS70008: revoked\ntrace"}
+            else:
+                return 400, {"error": "unsupported_grant_type"}
+            access = secrets.token_urlsafe(24)
+            self.access[access] = (user, self.now() + self.lifetime)
+            refresh = secrets.token_urlsafe(24)
+            self.refresh[refresh] = user
+        return 200, {
+            "token_type": "Bearer",
+            "access_token": access,
+            "expires_in": self.advertised,
+            "refresh_token": refresh,
+            "scope": form.get("scope", ""),
+        }
+
+
+class _OAuth2SinkHandler(_SinkHandler):
+    """The sink's handler plus AUTH XOAUTH2, checked against a TokenServer."""
+
+    def __init__(self, sink: SmtpSink, tokens: TokenServer) -> None:
+        super().__init__(sink)
+        self._tokens = tokens
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+        if len(args) < 2:
+            return AuthResult(success=False, handled=False)
+        try:
+            fields = dict(
+                part.split("=", 1) for part in base64.b64decode(args[1]).decode().split("\x01") if part
+            )
+        except ValueError:
+            return AuthResult(success=False, handled=False)
+        user = fields.get("user", "")
+        token = fields.get("auth", "").removeprefix("Bearer ")
+        if self._tokens.active_user(token) != user:
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))

@@ -22,6 +22,7 @@ from matcher import tokens
 from matcher.calendar import Calendar, next_round
 from matcher.clock import Clock, SystemClock
 from matcher.store import Store
+from unmentoring.auth import server_credential
 from unmentoring.config import WEEKDAYS, Config, parse_cadence
 from unmentoring.cycle import Cycle, CycleSettings
 
@@ -93,16 +94,18 @@ class App:
         self.close()
 
     def inbound_source(self) -> Source:
-        return inbound_source(self.config, StoreMeta("imap", self.store))
+        return inbound_source(self.config, StoreMeta("imap", self.store), self.clock)
 
     def inbox_maildir(self) -> Path:
         return inbox_maildir(self.config)
 
     def smtp_sender(self) -> SmtpSender:
-        return SmtpSender(self.mail.smtp, clock=self.clock)
+        smtp = self.config.smtp
+        credential = None if smtp is None else server_credential(self.config, smtp, "SMTP", self.clock)
+        return SmtpSender(self.mail.smtp, clock=self.clock, credential=credential)
 
 
-def inbound_source(config: Config, state: StoreMeta) -> Source:
+def inbound_source(config: Config, state: StoreMeta, clock: Clock | None = None) -> Source:
     """Where mail comes in: IMAP in production, else the Maildir the sandbox or LMTP server fills."""
     if config.mode == "production":
         assert config.imap is not None
@@ -113,14 +116,15 @@ def inbound_source(config: Config, state: StoreMeta) -> Source:
             security=imap.security,
             username=imap.username,
             password=imap.password,
-            auth=imap.auth,
+            auth=imap.mechanism,
             folder=imap.folder,
             processed_folder=imap.processed_folder,
             quarantine_folder=imap.quarantine_folder,
             timeout=imap.timeout,
             ca_file=imap.ca_file or None,
         )
-        return ImapSource(settings, state)
+        credential = server_credential(config, imap, "IMAP", clock or SystemClock())
+        return ImapSource(settings, state, credential=credential)
     return MaildirSource(inbox_maildir(config))
 
 

@@ -20,6 +20,7 @@ from mailer.template_check import TemplateReport, check_templates
 from matcher.store import StoreCorrupt, StoreError, StoreLocked
 from unmentoring import daemon, service
 from unmentoring.app import App, inbox_maildir
+from unmentoring.cli_auth import make_auth_group
 from unmentoring.cli_members import make_members_group
 from unmentoring.cli_rounds import (
     make_outbox_group,
@@ -246,6 +247,7 @@ main.add_command(make_round_group(open_app), "round")
 main.add_command(make_outbox_group(open_app), "outbox")
 main.add_command(make_summary_command(open_app), "summary")
 main.add_command(make_sandbox_group(current_config), "sandbox")
+main.add_command(make_auth_group(current_config), "auth")
 
 
 def setup_logging() -> None:

@@ -68,10 +68,16 @@ class MailServer:
     security: str = "ssl"  # "ssl" (implicit TLS), "starttls", or "none" (this machine only)
     username: str = ""
     password_env: str = ""  # the environment variable holding the password
-    auth: str = "login"  # "login" or "xoauth2" (the variable then holds an access token)
+    password_command: list[str] = field(default_factory=list)  # argv whose first output line is the password
+    auth: str = "password"  # "password" (password_env or password_command) or "oauth2" (see [oauth2])
     timeout: float = 30.0
     ca_file: str = ""  # an extra CA bundle; certificates are always verified
     password: str = field(default="", repr=False)  # from password_env, never from the file
+
+    @property
+    def mechanism(self) -> str:
+        """The SASL mechanism the login uses: "login" with a password, "xoauth2" with an access token."""
+        return "xoauth2" if self.auth == "oauth2" else "login"
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,84 @@ class Limits:
     max_message_bytes: int = 25_000_000
 
 
+# -- [oauth2]: one sign-in for both servers (unmentoring auth login) --------------------------------
+
+
+@dataclass(frozen=True)
+class OAuth2:
+    provider: str = "microsoft"  # "microsoft", "google" or "custom"
+    client_id: str = ""  # the application (client) id of your app registration
+    tenant: str = ""  # Microsoft: your directory (tenant) id or domain; empty = any work account
+    client_secret_env: str = ""  # the environment variable holding the client secret (Google needs one)
+    device_url: str = ""  # custom: the device authorization endpoint (known for microsoft and google)
+    token_url: str = ""  # custom: the token endpoint
+    scopes: list[str] = field(default_factory=list)  # empty = the provider's mail scopes
+    client_secret: str = field(default="", repr=False)  # from client_secret_env, never from the file
+
+
+AUTH_MODES = ("password", "oauth2")
+
+
+def _with_auth(config: Config, path: Path, environ: Mapping[str, str]) -> Config:
+    """Check how each server logs in, and fill in the [oauth2] client secret from the environment."""
+    # Imported here: oauthlib is needed only by configurations that use it, and every command loads one.
+    from mailkit.oauth2 import PROVIDERS, client_for
+
+    for name in ("imap", "smtp"):
+        section = getattr(config, name)
+        if section is None:
+            continue
+        if section.auth not in AUTH_MODES:
+            hint = (
+                " (a fixed token in password_env is now auth = 'oauth2')" if section.auth == "xoauth2" else ""
+            )
+            raise ConfigError(path, f"{name}.auth", f"expected 'password' or 'oauth2'{hint}")
+        if section.password_command and not section.password_command[0]:
+            raise ConfigError(path, f"{name}.password_command", "expected a program name as the first item")
+        if section.password_command and section.password_env:
+            raise ConfigError(
+                path, f"{name}.password_command", "expected either password_env or this, not both"
+            )
+        if section.auth == "oauth2":
+            if section.password_env or section.password_command:
+                key = "password_env" if section.password_env else "password_command"
+                raise ConfigError(
+                    path, f"{name}.{key}", "not used with auth = 'oauth2' (the token comes from [oauth2])"
+                )
+            if config.oauth2 is None:
+                raise ConfigError(path, "oauth2", f"{name}.auth = 'oauth2' needs an [oauth2] section")
+    oauth2 = config.oauth2
+    if oauth2 is None:
+        return config
+    if oauth2.provider not in PROVIDERS:
+        raise ConfigError(path, "oauth2.provider", f"expected one of {', '.join(PROVIDERS)}")
+    if not oauth2.client_id:
+        raise ConfigError(
+            path, "oauth2.client_id", "expected the application (client) id of your app registration"
+        )
+    if oauth2.provider == "custom":
+        for key in ("device_url", "token_url", "scopes"):
+            if not getattr(oauth2, key):
+                raise ConfigError(path, f"oauth2.{key}", "expected a value for provider = 'custom'")
+    secret = ""
+    if oauth2.client_secret_env:
+        if oauth2.client_secret_env not in environ:
+            raise ConfigError(
+                path,
+                "oauth2.client_secret_env",
+                f"environment variable {oauth2.client_secret_env} is not set",
+            )
+        secret = environ[oauth2.client_secret_env]
+    try:
+        client_for(
+            oauth2.provider, oauth2.client_id, device_url=oauth2.device_url, token_url=oauth2.token_url
+        )
+    except ValueError as exc:  # "device_url: expected an https:// URL ..."
+        key, _, problem = str(exc).partition(": ")
+        raise ConfigError(path, f"oauth2.{key}", problem) from None
+    return dataclasses.replace(config, oauth2=dataclasses.replace(oauth2, client_secret=secret))
+
+
 @dataclass(frozen=True)
 class Config:
     programme: Programme = field(default_factory=Programme)
@@ -128,6 +212,7 @@ class Config:
     lmtp: Lmtp | None = None
     sandbox: Sandbox = field(default_factory=Sandbox)
     limits: Limits = field(default_factory=Limits)
+    oauth2: OAuth2 | None = None
     source: str = "(built-in sandbox defaults)"
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -166,8 +251,8 @@ class Config:
             if section is None:
                 continue
             values = dataclasses.asdict(section)
-            if "password" in values:
-                values["password"] = "********" if values["password"] else ""
+            for secret in SECRETS & set(values):
+                values[secret] = "********" if values[secret] else ""
             out[name] = values
         return out
 
@@ -179,8 +264,9 @@ SECTIONS: Mapping[str, type] = {
     "lmtp": Lmtp,
     "sandbox": Sandbox,
     "limits": Limits,
+    "oauth2": OAuth2,
 }
-SECRETS = frozenset({"password"})
+SECRETS = frozenset({"password", "client_secret"})
 
 
 def find_config_path(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
@@ -220,6 +306,7 @@ def parse_config(raw: Mapping[str, Any], path: Path, environ: Mapping[str, str])
             raise ConfigError(path, name, "expected a [section] table")
         sections[name] = _build_section(cls, table, name, path, environ)
     config = Config(**sections, source=str(path), base_dir=path.resolve().parent)
+    config = _with_auth(config, path, environ)
     _validate(config, path)
     return config
 
@@ -305,8 +392,6 @@ def _validate(config: Config, path: Path) -> None:
             raise ConfigError(
                 path, f"{name}.security", "'none' (no TLS) is allowed only for a server on this machine"
             )
-        if section.auth not in ("login", "xoauth2"):
-            raise ConfigError(path, f"{name}.auth", "expected 'login' or 'xoauth2'")
         if not 0 < section.port < 65536:
             raise ConfigError(path, f"{name}.port", f"expected a port number, got {section.port}")
     if config.imap is not None and config.smtp is None:

@@ -42,7 +42,7 @@ class Passes:
         self.config = config
         self.clock = clock or SystemClock()
         self._source_state = StoreMeta("imap")
-        self.source = inbound_source(config, self._source_state)
+        self.source = inbound_source(config, self._source_state, self.clock)
 
     def run(self, job: Callable[[App], object]) -> object:
         with App.open(

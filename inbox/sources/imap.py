@@ -22,6 +22,7 @@ from imapclient import DELETED, IMAPClient, SocketTimeout
 from imapclient.exceptions import CapabilityError, LoginError
 
 from inbox.sources.base import Incoming, SourceError
+from mailkit.credentials import Credential, CredentialError, StaticPassword, login_with
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class ImapSource:
         *,
         sleep: Callable[[float], None] = time.sleep,
         max_attempts: int = 5,
+        credential: Credential | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
@@ -110,6 +112,7 @@ class ImapSource:
         self._state = state
         self._sleep = sleep
         self._max_attempts = max_attempts
+        self._credential = credential or StaticPassword(settings.password)
         self._client: IMAPClient | None = None
         self._selected_uidvalidity: int | None = None
         self._known_folders: set[str] = set()
@@ -369,9 +372,12 @@ class ImapSource:
             if settings.security == "starttls":
                 client.starttls(context)
             if settings.auth == "xoauth2":
-                client.oauth2_login(settings.username, settings.password)
+                login_with(self._credential, lambda t: client.oauth2_login(settings.username, t), LoginError)
             else:
-                client.login(settings.username, settings.password)
+                login_with(self._credential, lambda p: client.login(settings.username, p), LoginError)
+        except CredentialError as exc:
+            _shutdown(client)
+            raise ImapError(settings, str(exc)) from None
         except BaseException:
             _shutdown(client)
             raise

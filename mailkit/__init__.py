@@ -1,0 +1,1 @@
+"""The mail toolkit: what inbox/ and mailer/ both know about email, each thing once."""
