@@ -43,19 +43,15 @@ _NUMBER_WORDS = {
     "twelve": 12,
 }
 _ORDINAL_STEPS = {"other": 2, "second": 2, "2nd": 2, "third": 3, "3rd": 3}
+# Inline (?i): people write these in any case.
 _EVERY = re.compile(
-    r"(?:once\s+)?every\s+(?:(?P<n>\d{1,3}|[a-z]+|2nd|3rd)\s+)?(?P<unit>months?|quarters?)\b",
-    re.IGNORECASE,
+    r"(?i)(?:once\s+)?every\s+(?:(?P<n>\d{1,3}|[a-z]+|2nd|3rd)\s+)?(?P<unit>months?|quarters?)\b"
 )
-_ONCE_A = re.compile(r"once\s+a\s+(?P<unit>month|quarter)\b", re.IGNORECASE)
-_ADVERB = re.compile(
-    r"(?P<word>monthly|quarterly)(?:[\s,.!]*(?:please|thanks|thank you))?[\s,.!]*$",
-    re.IGNORECASE,
-)
+_ONCE_A = re.compile(r"(?i)once\s+a\s+(?P<unit>month|quarter)\b")
+_ADVERB = re.compile(r"(?i)(?P<word>monthly|quarterly)(?:[\s,.!]*(?:please|thanks|thank you))?[\s,.!]*$")
 _FIELD_LINE = re.compile(
-    r"^[\s*•\-]*(?P<key>full\s+name|name|organi[sz]ation|org|company|employer|about(?:\s+me)?"
-    r"|bio)\s*[:=]\s*(?P<value>.*)$",
-    re.IGNORECASE,
+    r"(?i)^[\s*•\-]*(?P<key>full\s+name|name|organi[sz]ation|org|company|employer|about(?:\s+me)?|bio)"
+    r"\s*[:=]\s*(?P<value>.*)$"
 )
 _FIELD_KEYS = {
     "name": "name",
@@ -74,7 +70,7 @@ _REST_TAIL = re.compile(r"[\s.!?,;\"']+$")
 _PAUSE_TRAILER = re.compile(
     r" [-–—] |[;(]|,(?! ?\d{4})| (?:please|pls|thanks|thank you|as|because|since|while|due)\b"
 )
-_FILLER = re.compile(r"^(?:me|us)(?![\w'])[\s,]*", re.IGNORECASE)
+_FILLER = re.compile(r"(?i)^(?:me|us)(?![\w'])[\s,]*")
 
 
 def normal_line(line: str) -> str:

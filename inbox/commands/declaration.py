@@ -49,9 +49,13 @@ class Phrasing:
     (regular expressions, matched at the start of a line), and its line in the help email."""
 
     word: str  # "my data"; also matched itself, with any spaces written as spaces or hyphens
-    usage: str  # "pause [2 months | until 1 March]"
     meaning: str  # what it does, one short line
+    usage: str = ""  # how to write it when more than the word: "confirm CODE"
     aliases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.usage:
+            object.__setattr__(self, "usage", self.word)
 
 
 ArgumentReader = Callable[[str, list[str]], str]

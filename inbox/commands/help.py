@@ -10,5 +10,5 @@ def _help(request: Request) -> Applied:
     return Applied([help_notice(request, "")], "help sent")
 
 
-HELP = EmailCommand("help", Phrasing("help", "help", "this list"), _help)
+HELP = EmailCommand("help", Phrasing("help", "this list"), _help)
 COMMANDS = (HELP,)

@@ -199,7 +199,6 @@ JOIN = EmailCommand(
     "join",
     Phrasing(
         "join",
-        "join",
         "join the programme (we ask you to confirm)",
         aliases=(r"sign\s+me\s+up", r"sign[\s-]*up", "subscribe"),
     ),
@@ -210,13 +209,13 @@ JOIN = EmailCommand(
 )
 CONFIRM = EmailCommand(
     "confirm",
-    Phrasing("confirm", "confirm CODE", "say yes to a confirmation we sent (replying to it does too)"),
+    Phrasing("confirm", "say yes to a confirmation we sent (replying to it does too)", usage="confirm CODE"),
     _confirm,
     argument=arguments.confirmation_code,
 )
 LEAVE = EmailCommand(
     "leave",
-    Phrasing("leave", "leave", "stop taking part", aliases=("unsubscribe", r"opt[\s-]*out", "stop")),
+    Phrasing("leave", "stop taking part", aliases=("unsubscribe", r"opt[\s-]*out", "stop")),
     _leave,
     proof=Proof.OR_CONFIRM,
     confirms=tokens.CONFIRM_LEAVE,

@@ -37,15 +37,15 @@ def _outcome(request: Request) -> Applied:
 
 MET = EmailCommand(
     "met",
-    Phrasing("met", "met", "tell us your last conversation happened"),
+    Phrasing("met", "tell us your last conversation happened"),
     _outcome,
 )
 MISSED = EmailCommand(
     "missed",
     Phrasing(
         "missed",
-        "missed [why]",
         "tell us it did not happen (and why, if you like)",
+        usage="missed [why]",
         aliases=(r"did\s+not\s+meet", r"didn'?t\s+meet"),
     ),
     _outcome,

@@ -84,17 +84,17 @@ def _status(request: Request) -> Applied:
 
 PAUSE = EmailCommand(
     "pause",
-    Phrasing("pause", "pause", 'take a break; "pause 2 months", "pause until YYYY-MM-DD"'),
+    Phrasing("pause", 'take a break; "pause 2 months", "pause until YYYY-MM-DD"'),
     _pause,
 )
 RESUME = EmailCommand(
     "resume",
-    Phrasing("resume", "resume", "come back from a break", aliases=(r"un-?pause",)),
+    Phrasing("resume", "come back from a break", aliases=(r"un-?pause",)),
     _resume,
 )
 FREQUENCY = EmailCommand(
     "frequency",
-    Phrasing("frequency", "frequency 1, 2 or 3", "be matched every month, two months or three months"),
+    Phrasing("frequency", "be matched every month, two months or three months", usage="frequency 1, 2 or 3"),
     _frequency,
     argument=arguments.months_between,
     bare=arguments.bare_frequency,
@@ -102,7 +102,6 @@ FREQUENCY = EmailCommand(
 PROFILE = EmailCommand(
     "profile",
     Phrasing(
-        "profile",
         "profile",
         "with lines name: ..., org: ..., about: ...",
         aliases=(r"update\s+(?:my\s+)?profile",),
@@ -112,7 +111,7 @@ PROFILE = EmailCommand(
 )
 STATUS = EmailCommand(
     "status",
-    Phrasing("status", "status", "what we hold and when the next round is"),
+    Phrasing("status", "what we hold and when the next round is"),
     _status,
 )
 COMMANDS = (PAUSE, RESUME, FREQUENCY, PROFILE, STATUS)

@@ -31,7 +31,6 @@ MY_DATA = EmailCommand(
     "my_data",
     Phrasing(
         "my data",
-        "my data",
         "a copy of everything we hold about you",
         aliases=(r"send\s+(?:me\s+)?my[\s-]*data",),
     ),
@@ -40,7 +39,6 @@ MY_DATA = EmailCommand(
 FORGET_ME = EmailCommand(
     "forget_me",
     Phrasing(
-        "forget me",
         "forget me",
         "erase your data (we ask you to confirm)",
         aliases=(r"erase\s+me", r"(?:delete|erase)\s+(?:all\s+)?my\s+data"),
