@@ -81,7 +81,7 @@ def _confirm(request: Request) -> Applied:
 def _leave(request: Request) -> Applied:
     member = request.known_sender()
     if member is not None and member.status is not MemberStatus.LEFT:
-        if request.proves_mailbox(member):
+        if request.may_act_at_once(member):
             return _leave_now(request, member, "left at once (token or reply to our mail)")
         return Applied(
             [confirmation(request, member, tokens.CONFIRM_LEAVE, "confirm_leave")],

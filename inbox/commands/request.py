@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from inbox.commands.declaration import Command, Registry
+from inbox.commands.declaration import Command, Proof, Registry
 from inbox.parse import ParsedMessage, canonical_address
 from inbox.settings import InboxSettings
 from matcher import members as ops
@@ -74,6 +74,14 @@ class Request:
     def reply_group(self, member: Member) -> Group | None:
         """The group whose intro, follow-up or reminder this message answers, if ``member`` is in it."""
         return self.find_reply_group(self, member)
+
+    def may_act_at_once(self, member: Member) -> bool:
+        """What the command's declared proof (``Proof``) allows for ``member``'s record: acting now,
+        or (False) only after the address confirms."""
+        declared = self.commands.get(self.command.name) if self.command is not None else None
+        if declared is None or declared.proof is Proof.CONFIRM:
+            return False
+        return declared.proof is Proof.NONE or self.proves_mailbox(member)
 
     def proves_mailbox(self, member: Member) -> bool:
         """The message shows it came from someone who reads ``member``'s mail: it carries a token we
