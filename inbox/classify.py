@@ -16,6 +16,7 @@ from inbox.bounces import Mail, bounce_signals, is_warning_only, read_bounce
 from inbox.bounces.signals import MAIL_SYSTEM, NULL_SENDER, content_type_of
 from inbox.grammar import Command, read_command
 from inbox.parse import ParsedMessage, canonical_address
+from inbox.senders import auto_submitted, is_own_address, reason_not_to_answer
 
 LOOP_HEADER = "X-UnMentoring-Loop"
 
@@ -38,11 +39,6 @@ class Classification:
     command: Command | None = None  # what a person's message asks (read once, used by apply)
 
 
-_NOREPLY_LOCAL = re.compile(
-    r"^(?:mailer-?daemon|mail-?daemon|postmaster|no[-_.]?reply|do[-_.]?not[-_.]?reply)"
-    r"(?:[-+_.].*)?$",
-    re.IGNORECASE,
-)
 _AUTO_REPLY_HEADERS = (
     "x-autoreply",
     "x-autorespond",
@@ -79,7 +75,7 @@ def classify(raw: bytes, parsed: ParsedMessage, *, own_addresses: Collection[str
         or _loop(parsed, own)
         or _auto_reply(parsed)
         or _list_mail(parsed)
-        or _noreply_sender(parsed)
+        or _unanswerable(parsed, own)
         or _human(parsed)
     )
 
@@ -124,11 +120,11 @@ def _bounce(raw: bytes, parsed: ParsedMessage, own: frozenset[str]) -> Classific
 
 
 def _loop(parsed: ParsedMessage, own: frozenset[str]) -> Classification | None:
-    if parsed.sender and (parsed.sender in own or _without_tag(parsed.sender) in own):
+    if is_own_address(parsed.sender, own):
         return Classification(Kind.LOOP, "From is our own address")
     if LOOP_HEADER.lower() in parsed.headers:
         return Classification(Kind.LOOP, f"{LOOP_HEADER} header present")
-    if parsed.envelope_sender and _without_tag(parsed.envelope_sender) in own:
+    if is_own_address(parsed.envelope_sender or "", own):
         return Classification(Kind.LOOP, "Return-Path is our own address")
     own_domains = {address.rpartition("@")[2] for address in own}
     _, at, id_domain = (parsed.message_id or "").rpartition("@")
@@ -145,11 +141,6 @@ def _within(domain: str, domains: Collection[str]) -> bool:
     return bool(domain) and any(domain == d or domain.endswith("." + d) for d in domains)
 
 
-def _without_tag(address: str) -> str:
-    local, _, domain = address.rpartition("@")
-    return f"{local.split('+', 1)[0]}@{domain}"
-
-
 def _auto_reply(parsed: ParsedMessage) -> Classification | None:
     reason = _auto_reply_reason(parsed)
     return Classification(Kind.AUTO_REPLY, reason) if reason else None
@@ -157,9 +148,9 @@ def _auto_reply(parsed: ParsedMessage) -> Classification | None:
 
 def _auto_reply_reason(parsed: ParsedMessage) -> str | None:
     headers = parsed.headers
-    auto_submitted = headers.get("auto-submitted", "").split(";", 1)[0].strip().lower()
-    if auto_submitted and auto_submitted != "no":
-        return f"Auto-Submitted: {auto_submitted}"
+    auto = auto_submitted(parsed)
+    if auto:
+        return f"Auto-Submitted: {auto}"
     for name in _AUTO_REPLY_HEADERS:
         value = headers.get(name)
         if value and value.strip().lower() not in ("no", "false", "0"):
@@ -185,14 +176,9 @@ def _list_mail(parsed: ParsedMessage) -> Classification | None:
     return None
 
 
-def _noreply_sender(parsed: ParsedMessage) -> Classification | None:
-    for role, address in (("From", parsed.sender), ("Return-Path", parsed.envelope_sender or "")):
-        local = address.rpartition("@")[0]
-        if local and _NOREPLY_LOCAL.match(local):
-            return Classification(Kind.AUTO_REPLY, f"{role} is a no-reply address ({local})")
-    if not parsed.sender:
-        return Classification(Kind.AUTO_REPLY, "no usable From address to answer")
-    return None
+def _unanswerable(parsed: ParsedMessage, own: frozenset[str]) -> Classification | None:
+    reason = reason_not_to_answer(parsed, own)
+    return Classification(Kind.AUTO_REPLY, reason) if reason else None
 
 
 def _human(parsed: ParsedMessage) -> Classification:

@@ -25,7 +25,8 @@ frequency_changed  name, frequency
 profile_updated    name, org, about
 status             name, status, org, about, frequency, pause_until (date/None), next_round_on,
                    rounds, met
-help               reason ("" or a sentence saying what was not understood)
+help               reason ("" or a sentence saying what was not understood), commands (list of
+                   {usage, meaning}: the declared commands, inbox/commands/)
 not_member         command
 no_group           command
 my_data            data (a JSON-able dict)
@@ -120,7 +121,7 @@ KINDS: Mapping[str, KindSpec] = {
             "met",
         )
     ),
-    "help": KindSpec(("reason",)),
+    "help": KindSpec(("reason", "commands")),
     "not_member": KindSpec(("command",), "guest"),
     "no_group": KindSpec(("command",)),
     "my_data": KindSpec(("data",)),
@@ -141,6 +142,7 @@ KINDS: Mapping[str, KindSpec] = {
 }
 
 LIST_VALUES: Mapping[str, tuple[str, ...]] = {
+    "help": ("commands",),
     "followup": ("partners",),
     "reminder": ("partners",),
     "summary": ("figures", "rounds", "reasons", "ghosts", "disabled", "images"),

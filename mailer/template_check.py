@@ -42,7 +42,10 @@ SAMPLE_VALUES: Mapping[str, Mapping[str, Any]] = {
         "rounds": 7,
         "met": 5,
     },
-    "help": {"reason": "frequency must be 1, 2 or 3"},
+    "help": {
+        "reason": "frequency must be 1, 2 or 3",
+        "commands": [{"usage": "frequency 1, 2 or 3", "meaning": "be matched every month, two or three"}],
+    },
     "not_member": {"command": "pause"},
     "no_group": {"command": "met"},
     "my_data": {"data": {"member": {"name": "Alice", "address": "alice@example.org"}, "groups": []}},

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
-from matcher.model import Group, Member, MemberStatus, Result, Round, Token
+from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, Token
 from matcher.rounds import groups_of_member
 from matcher.store import Store
 from matcher.tokens import delete_member_tokens, retire_member_tokens
@@ -160,6 +160,32 @@ def record_bounce(store: Store, member: Member, threshold: int) -> tuple[Member,
     updated = replace(member, bounce_score=score, status=MemberStatus.DISABLED if disable else member.status)
     store.put(updated)
     return updated, disable
+
+
+def score_permanent_bounces(
+    store: Store, addresses: Sequence[str], *, threshold: int, organisers: Sequence[str], today: date
+) -> tuple[int, list[Notice]]:
+    """+1 to the bounce score of each member among ``addresses`` (canonical; a bounce message or an
+    SMTP refusal told us). Returns how many members were scored and the notices telling the
+    organisers about the addresses this disabled."""
+    notices: list[Notice] = []
+    scored = 0
+    for address in dict.fromkeys(addresses):
+        member = find_member(store, address)
+        if member is None:
+            continue
+        member, disabled = record_bounce(store, member, threshold)
+        scored += 1
+        if disabled:
+            notices.append(
+                Notice(
+                    kind="bounce_disabled",
+                    to=list(organisers),
+                    values={"address": member.address, "name": member.name, "score": member.bounce_score},
+                    key=f"bounce_disabled:{member.id}:{today.isoformat()}",
+                )
+            )
+    return scored, notices
 
 
 def erase(store: Store, member: Member, now: datetime) -> Member:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from inbox.commands.registry import COMMANDS
 from inbox.process import Processor, ProcessResult
 from inbox.settings import InboxSettings
 from matcher import tokens
@@ -466,9 +467,13 @@ def test_status(box: Harness) -> None:
 
 
 def test_help_and_unrecognised_mail(box: Harness) -> None:
-    assert only(box.say("ann@example.org", "help"), "help").values == {"reason": ""}
+    every_command = COMMANDS.help_lines()
+    assert only(box.say("ann@example.org", "help"), "help").values == {
+        "reason": "",
+        "commands": every_command,
+    }
     notice = only(box.say("ann@example.org", "Hi, what is this all about?", "Question"), "help")
-    assert notice.values == {"reason": ""} and notice.to == ["ann@example.org"]
+    assert notice.values == {"reason": "", "commands": every_command} and notice.to == ["ann@example.org"]
 
 
 @pytest.mark.parametrize(

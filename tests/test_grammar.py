@@ -10,14 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inbox.grammar import (
-    COMMAND_NAMES,
-    MAX_VALUE_CHARS,
-    Command,
-    parse_frequency,
-    parse_pause,
-    read_command,
-)
+from inbox.commands.arguments import MAX_VALUE_CHARS, parse_frequency, parse_pause
+from inbox.grammar import COMMAND_NAMES, Command, read_command
 from inbox.parse import parse_message
 
 TODAY = date(2026, 11, 21)

@@ -110,8 +110,8 @@ def test_queueing_the_same_key_twice_sends_one_message(rig: Rig) -> None:
 
 def test_unkeyed_notices_are_each_sent(rig: Rig) -> None:
     entries = rig.queue(
-        Notice("help", ["x@example.org"], {"reason": ""}),
-        Notice("help", ["x@example.org"], {"reason": ""}),
+        Notice("help", ["x@example.org"], {"reason": "", "commands": []}),
+        Notice("help", ["x@example.org"], {"reason": "", "commands": []}),
     )
     assert entries[0].key != entries[1].key and entries[0].key.startswith("help:")
     assert rig.deliver().sent == 2

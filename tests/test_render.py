@@ -162,9 +162,9 @@ def test_confirmations_carry_the_token_and_expiry(renderer: Renderer) -> None:
 
 
 def test_help_says_what_was_not_understood(renderer: Renderer) -> None:
-    r = renderer.render("help", {"reason": "frequency must be 1, 2 or 3"})
+    r = renderer.render("help", SAMPLE_VALUES["help"])
     assert "could not act on your email: frequency must be 1, 2 or 3" in " ".join(r.text.split())
-    plain = renderer.render("help", {"reason": ""})
+    plain = renderer.render("help", {**SAMPLE_VALUES["help"], "reason": ""})
     assert "could not act" not in plain.text and "frequency 1, 2 or 3" in plain.text
 
 

@@ -1,0 +1,183 @@
+"""One person's message being applied, and the answers a command handler builds from it.
+
+Handlers return plain data (``Applied``): the notices to send (see mailer/render.py for kinds and
+values) and a short description of what was done for the log. They never send, never open a
+transaction (the processor runs a whole message in one) and never raise on bad input: a command
+that cannot be applied gets a clear answer instead (help with a reason, not_member, no_group).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from inbox.commands.declaration import Command, Proof, Registry
+from inbox.parse import ParsedMessage, canonical_address
+from inbox.settings import InboxSettings
+from matcher import members as ops
+from matcher import tokens
+from matcher.model import Group, Member, Notice, OutboxEntry, Token
+from matcher.store import Store
+
+MAX_REFERENCES = 10
+# A Message-ID we can put back in a header (RFC 5322 dot-atom-ish local part @ a domain or literal).
+_USABLE_MESSAGE_ID = re.compile(r"^[!#-'*+\-/-9=?A-Z^-~.]{1,200}@[A-Za-z0-9.\-\[\]:]{1,200}$")
+
+
+@dataclass
+class Applied:
+    notices: list[Notice] = field(default_factory=list)
+    action: str = ""  # what was done, for the log; never a token
+    changed: bool = True  # False: the message was ignored (nothing done, nothing said)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One human message being applied, with what every handler needs."""
+
+    store: Store
+    settings: InboxSettings
+    now: datetime
+    parsed: ParsedMessage
+    key: str  # the message key (dedup); answers are keyed by it
+    command: Command | None
+    tokens: list[Token]  # every stored token the message carries, most explicit first
+    commands: Registry
+    # Finds the group whose intro, follow-up or reminder this message answers (inbox/apply.py).
+    find_reply_group: Callable[[Request, Member], Group | None]
+
+    @property
+    def sender(self) -> str:
+        return self.parsed.sender
+
+    @property
+    def today(self) -> date:
+        return self.settings.today(self.now)
+
+    @property
+    def argument(self) -> str:
+        return self.command.argument if self.command is not None else ""
+
+    def known_sender(self) -> Member | None:
+        """The sender's record whatever its status (pending and left included)."""
+        return ops.find_member(self.store, self.sender)
+
+    def member(self) -> Member | None:
+        """The sender's record if they are a member (active, paused or disabled)."""
+        member = self.known_sender()
+        return member if ops.is_member(member) else None
+
+    def reply_group(self, member: Member) -> Group | None:
+        """The group whose intro, follow-up or reminder this message answers, if ``member`` is in it."""
+        return self.find_reply_group(self, member)
+
+    def may_act_at_once(self, member: Member) -> bool:
+        """What the command's declared proof (``Proof``) allows for ``member``'s record: acting now,
+        or (False) only after the address confirms."""
+        declared = self.commands.get(self.command.name) if self.command is not None else None
+        if declared is None or declared.proof is Proof.CONFIRM:
+            return False
+        return declared.proof is Proof.NONE or self.proves_mailbox(member)
+
+    def proves_mailbox(self, member: Member) -> bool:
+        """The message shows it came from someone who reads ``member``'s mail: it carries a token we
+        sent to that address, or it replies to one of our emails sent to that address."""
+        for token in self.tokens:
+            if token.address == member.address and token.member_id == member.id:
+                if token.purpose == tokens.MEMBER and not token.is_valid(self.now):
+                    continue
+                return True
+        for mid in self.parsed.in_reply_to[:MAX_REFERENCES]:
+            entry = self.store.find_one(OutboxEntry, "message_id", mid)
+            if entry is not None and member.address in {canonical_address(r) for r in entry.recipients}:
+                return True
+        return False
+
+
+# -- answers
+
+
+def help_notice(request: Request, reason: str, member: Member | None = None) -> Notice:
+    """The list of commands to the sender; ``reason`` says what was not understood ("" for none)."""
+    values = {"reason": reason, "commands": request.commands.help_lines()}
+    return reply(request, "help", member, values) if member else to_sender(request, "help", values)
+
+
+def not_member(request: Request, command: str, to: str | None = None) -> Notice:
+    values = {"command": request.commands.word(command)}
+    return notice(request, "not_member", to or request.sender, values)
+
+
+def already_active_values(request: Request, member: Member) -> dict[str, Any]:
+    return {"name": member.name, "next_round_on": request.settings.next_round_on(request.now)}
+
+
+def confirmation(request: Request, member: Member, purpose: str, kind: str) -> Notice:
+    """A confirmation request: a fresh token, carried by an email whose Message-ID we choose (so a
+    plain reply finds the token through In-Reply-To) and whose Reply-To is our plus-address with the
+    token (so a reply finds it even when the client drops the threading headers)."""
+    # Random, so it reveals no time, host or process (unlike email.utils.make_msgid).
+    message_id = f"{secrets.token_hex(16)}@{request.settings.domain}"
+    token = tokens.issue_token(
+        request.store,
+        purpose=purpose,
+        member=member,
+        now=request.now,
+        days=request.settings.token_days,
+        message_id=message_id,
+    )
+    assert token.expires_at is not None
+    values = {
+        "name": member.name,
+        "token": token.token,
+        "expires_on": request.settings.today(token.expires_at),
+    }
+    answer = notice(request, kind, member.address, values)
+    answer.message_id = message_id
+    answer.reply_to = [tokens.plus_address(request.settings.address, token.token)]
+    return answer
+
+
+def to_sender(request: Request, kind: str, values: dict[str, Any]) -> Notice:
+    """An answer to the sender: as a reply to their record when we hold one."""
+    member = request.known_sender()
+    if member is not None:
+        return reply(request, kind, member, values)
+    return notice(request, kind, request.sender, values)
+
+
+def reply(request: Request, kind: str, member: Member, values: dict[str, Any]) -> Notice:
+    """An answer to the member at their address, with their List-Unsubscribe token if any."""
+    answer = notice(request, kind, member.address, values)
+    valid = ops.is_member(member)
+    token = tokens.valid_member_token(request.store, member, request.now) if valid else None
+    if token is not None:
+        answer.unsubscribe_token = token.token
+    return answer
+
+
+def notice(request: Request, kind: str, to: str, values: dict[str, Any]) -> Notice:
+    # Threading headers are copied from the sender's message: only well-formed ids are, so that a
+    # strange Message-ID costs the answer its threading, not the answer itself.
+    parsed = request.parsed
+    mid = parsed.message_id if _usable_message_id(parsed.message_id) else None
+    references = [r for r in reversed(parsed.in_reply_to[:MAX_REFERENCES]) if _usable_message_id(r)]
+    if mid and mid not in references:
+        references.append(mid)
+    return Notice(
+        kind=kind,
+        to=[to],
+        values=values,
+        key=f"reply:{request.key}:{kind}",
+        in_reply_to=mid,
+        references=references if mid else [],
+        auto_reply=True,
+    )
+
+
+def _usable_message_id(value: str | None) -> bool:
+    return bool(value) and _USABLE_MESSAGE_ID.match(value or "") is not None

@@ -1,0 +1,50 @@
+"""Whether a message's sender may be answered at all: the one place that knows machine senders and
+our own addresses. Classification asks it before reading a command (inbox/classify.py); applying a
+message asks it again before any answer is built (inbox/apply.py), because a message classified in
+another process or by an older version must not be answered on that word alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+
+from inbox.parse import ParsedMessage
+
+# Local parts of mailboxes that machines send from; "-anything" / "+tag" / ".x" suffixes included.
+_MACHINE_LOCAL = re.compile(
+    r"^(?:mailer-?daemon|mail-?daemon|postmaster|no[-_.]?reply|do[-_.]?not[-_.]?reply)"
+    r"(?:[-+_.].*)?$",
+    re.IGNORECASE,
+)
+
+
+def reason_not_to_answer(parsed: ParsedMessage, own_addresses: Collection[str]) -> str:
+    """Why this message must not be answered ("" when it may be): no usable sender, a machine
+    sender (From or Return-Path), our own address or a plus-address of it, or Auto-Submitted."""
+    for role, address in (("From", parsed.sender), ("Return-Path", parsed.envelope_sender or "")):
+        local = address.rpartition("@")[0]
+        if local and _MACHINE_LOCAL.match(local):
+            return f"{role} is a no-reply address ({local})"
+    if not parsed.sender:
+        return "no usable From address to answer"
+    if is_own_address(parsed.sender, own_addresses):
+        return "From is our own address"
+    auto = auto_submitted(parsed)
+    if auto:
+        return f"Auto-Submitted: {auto}"
+    return ""
+
+
+def is_own_address(address: str, own_addresses: Collection[str]) -> bool:
+    """``address`` (canonical) is one of ours, or a plus-address of one ("coffee+token@...")."""
+    local, _, domain = address.rpartition("@")
+    return bool(address) and (
+        address in own_addresses or f"{local.split('+', 1)[0]}@{domain}" in own_addresses
+    )
+
+
+def auto_submitted(parsed: ParsedMessage) -> str:
+    """The Auto-Submitted value of a machine-sent message (RFC 3834); "" for "no" or none."""
+    value = parsed.headers.get("auto-submitted", "").split(";", 1)[0].strip().lower()
+    return "" if value == "no" else value
