@@ -100,6 +100,7 @@ ENGLISH = AnswerWords(
         r"done",
         r"met",
         r"👍(?:🏻|🏼|🏽|🏾|🏿)?",
+        r"✅",
     ),
     no=(
         r"no+",
@@ -225,6 +226,9 @@ ENGLISH = AnswerWords(
         r"thx",
         r"sure",
         r"please",
+        r"sorry",
+        r"sadly",
+        r"unfortunately",
     ),
     sign_off=(
         r"thanks?",
