@@ -254,8 +254,13 @@ _SEPARATORS = " \t,.:;!-–—~*"
 
 
 def read_answer(text: str, language: str = "en") -> Answer | None:
-    """The answer a reply gives to "Did you meet ...?"; None when it holds no words at all."""
-    words = ANSWER_WORDS.get(language, ENGLISH)
+    """The answer a reply gives to "Did you meet ...?"; None when it holds no words at all.
+
+    A language without words here is a configuration error (ValueError), never English unnoticed."""
+    try:
+        words = ANSWER_WORDS[language]
+    except KeyError:
+        raise ValueError(f"no answer words for language {language!r}") from None
     lines = _lines(text)
     if not any(re.search(r"\w|[^\s\W]|[\u2600-\u27bf\U0001f300-\U0001faff]", line) for line in lines):
         return None
@@ -305,7 +310,9 @@ def _patterns(words: AnswerWords) -> _Patterns:
         rf"|(?P<yes>{alternatives(words.yes)})|(?P<no>{alternatives(words.no)})){word_end}",
         re.IGNORECASE,
     )
-    negated = rf"(?:{alternatives(words.negators)})\s+(?:[\w']+\s+){{0,2}}?(?:{alternatives(words.meeting_verbs)})"
+    negated = (
+        rf"(?:{alternatives(words.negators)})\s+(?:[\w']+\s+){{0,2}}?(?:{alternatives(words.meeting_verbs)})"
+    )
     # Alternatives are tried in this order at each position: "no problem" before "no", "not yet"
     # before "not met", a negated verb before the verb.
     groups = {
@@ -316,9 +323,7 @@ def _patterns(words: AnswerWords) -> _Patterns:
         "met": words.met,
     }
     statements = re.compile(
-        "|".join(
-            rf"(?<![\w'])(?P<{name}>{alternatives(groups[name])}){word_end}" for name in _GROUPS
-        ),
+        "|".join(rf"(?<![\w'])(?P<{name}>{alternatives(groups[name])}){word_end}" for name in _GROUPS),
         re.IGNORECASE,
     )
     greeting = re.compile(rf"^[\s,]*(?:{alternatives(words.lead_in[:1])})[\s,.!:]*$", re.IGNORECASE)

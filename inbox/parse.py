@@ -618,9 +618,7 @@ _ORIGINAL_MARKER = re.compile(
     r"|début du message réexpédié\s*:|_{10,})$",
     re.IGNORECASE,
 )
-_FROM_KEY = re.compile(
-    r"^[*\s]*(?:from|von|de|van|da|från|fra|od|expéditeur|oddi\s+wrth)[*\s]*:", re.I
-)
+_FROM_KEY = re.compile(r"^[*\s]*(?:from|von|de|van|da|från|fra|od|expéditeur|oddi\s+wrth)[*\s]*:", re.I)
 _HEADER_KEY = re.compile(
     r"^[*\s]*(?:sent|date|gesendet|datum|envoyé|enviado|fecha|verzonden|inviato|data|skickat"
     r"|sendt|wysłano|anfonwyd|to|an|à|a|para|aan|till|til|do|at|subject|betreff|objet|asunto"
