@@ -618,15 +618,16 @@ _ORIGINAL_MARKER = re.compile(
     r"|début du message réexpédié\s*:|_{10,})$",
     re.IGNORECASE,
 )
-_FROM_KEY = re.compile(r"^[*\s]*(?:from|von|de|van|da|från|fra|od|expéditeur)[*\s]*:", re.I)
+_FROM_KEY = re.compile(r"^[*\s]*(?:from|von|de|van|da|från|fra|od|expéditeur|oddi\s+wrth)[*\s]*:", re.I)
 _HEADER_KEY = re.compile(
     r"^[*\s]*(?:sent|date|gesendet|datum|envoyé|enviado|fecha|verzonden|inviato|data|skickat"
-    r"|sendt|wysłano|to|an|à|a|para|aan|till|til|do|subject|betreff|objet|asunto|onderwerp"
-    r"|oggetto|ämne|emne|temat|assunto|cc)[*\s]*:",
+    r"|sendt|wysłano|anfonwyd|to|an|à|a|para|aan|till|til|do|at|subject|betreff|objet|asunto"
+    r"|onderwerp|oggetto|ämne|emne|temat|assunto|pwnc|cc)[*\s]*:",
     re.IGNORECASE,
 )
 _SIGNATURE_LINE = re.compile(
     r"^(?:--|sent from my\b.*|sent from (?:outlook|mail for windows|yahoo mail)\b.*"
+    r"|sent with proton mail\b.*"
     r"|get outlook for\b.*|envoyé de mon\b.*|envoyé depuis\b.*|von meinem\b.*gesendet.*"
     r"|gesendet von\b.*|enviado desde mi\b.*|enviado do meu\b.*|enviado de meu\b.*"
     r"|verzonden (?:vanaf|met) mijn\b.*|verstuurd vanaf mijn\b.*|inviato da\b.*)$",
@@ -730,12 +731,27 @@ def _wrote_header_span(lines: list[str], i: int) -> int:
         chunk = lines[i : i + span]
         if len(chunk) < span or not chunk[-1].strip() or len(chunk[-1]) > _MAX_HEADER_LINE:
             return 0
+        if span > 1 and _starts_later(chunk):
+            return 0
         joined = " ".join(line.strip() for line in chunk)
         if _WROTE_WITH_LEAD.match(joined) and re.search(r"[\d@]", joined):
             return span
         if _WROTE_GENERIC.match(joined) and _next_content_is_quoted(lines, i + span):
             return span
     return 0
+
+
+def _starts_later(chunk: list[str]) -> bool:
+    """Whether a header seen across these lines begins after the first: a quoted line ("Yes" then
+    Apple Mail's "> On ... wrote:" on the very next line) or a line that opens one on its own
+    ("Yes" then "On <date>, <name> wrote:") is never the continuation of a wrapped header."""
+    for k in range(1, len(chunk)):
+        if chunk[k].lstrip().startswith(">"):
+            return True
+        rest = " ".join(line.strip() for line in chunk[k:])
+        if _WROTE_WITH_LEAD.match(rest) and re.search(r"[\d@]", rest):
+            return True
+    return False
 
 
 def _next_content_is_quoted(lines: list[str], start: int) -> bool:
