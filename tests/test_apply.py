@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from inbox.process import Processor, ProcessResult
+from inbox.processor import Processor, ProcessResult
 from inbox.settings import InboxSettings
 from matcher import tokens
 from matcher.clock import FakeClock

@@ -8,7 +8,7 @@ from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 
-from inbox.process import Processor
+from inbox.processor import Processor
 from inbox.settings import inbox_settings_from_config
 from inbox.sources.base import Source
 from inbox.sources.imap import ImapSettings, ImapSource
