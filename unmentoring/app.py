@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -103,32 +104,18 @@ class App:
 
 
 def inbound_source(config: Config, state: StoreMeta) -> Source:
-    """Where mail comes in: IMAP in production, else the Maildir the sandbox or LMTP server fills."""
-    if config.mode == "production":
-        assert config.imap is not None
-        imap = config.imap
-        settings = ImapSettings(
-            host=imap.host,
-            port=imap.port,
-            security=imap.security,
-            username=imap.username,
-            password=imap.password,
-            auth=imap.auth,
-            folder=imap.folder,
-            processed_folder=imap.processed_folder,
-            quarantine_folder=imap.quarantine_folder,
-            timeout=imap.timeout,
-            ca_file=imap.ca_file or None,
-        )
-        return ImapSource(settings, state)
+    """Where mail comes in (the config decides): IMAP, else the Maildir our receiving server fills."""
+    imap = config.inbound_imap
+    if imap is not None:
+        shared = {f.name: getattr(imap, f.name) for f in dataclasses.fields(ImapSettings)}
+        return ImapSource(ImapSettings(**shared), state)
     return MaildirSource(inbox_maildir(config))
 
 
 def inbox_maildir(config: Config) -> Path:
-    if config.mode == "mta":
-        assert config.lmtp is not None
-        return config.data_dir / config.lmtp.spool
-    return config.sandbox_dir / "inbox"
+    listener = config.listener()
+    assert listener is not None, "production reads IMAP, not a Maildir"
+    return listener.maildir
 
 
 class StoreMeta(MutableMapping[str, Any]):
