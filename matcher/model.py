@@ -31,6 +31,16 @@ class RoundState(StrEnum):
     CLOSED = "closed"
 
 
+class RoundStep(StrEnum):
+    """A round's steps, in order; each is done once and recorded in ``Round.steps_done``."""
+
+    INTROS = "intros"
+    FOLLOWUPS = "followups"
+    REMINDERS = "reminders"
+    CLOSED = "closed"
+    SUMMARY = "summary"
+
+
 class Result(StrEnum):
     MET = "met"
     MISSED = "missed"
@@ -154,7 +164,7 @@ class Round(Record):
     state: RoundState = RoundState.STARTED
     created_at: datetime | None = None
     closed_at: datetime | None = None
-    steps_done: list[str] = field(default_factory=list)  # idempotency of the round's steps
+    steps_done: list[RoundStep] = field(default_factory=list)  # idempotency of the round's steps
     unpaired: list[str] = field(default_factory=list)  # member ids left alone (only with one person)
 
 
