@@ -32,7 +32,7 @@ Prints ONE JSON line (setup steps are timed on stderr):
 Run: .venv/bin/python bench/inbox.py [--messages 10000] [--seed N] [--profile FILE]
      [--save-setup DIR]
 A large poll reads messages ahead in worker processes when the machine has a spare core (see
-inbox.process.ReadAhead); `taskset -c 0 .venv/bin/python bench/inbox.py` measures one core.
+inbox.read_ahead.ReadAhead); `taskset -c 0 .venv/bin/python bench/inbox.py` measures one core.
 """
 
 from __future__ import annotations

@@ -71,13 +71,14 @@ from mailer.render import Renderer
 from mailer.settings import MailSettings
 from mailer.smtp import SendResult, SmtpSender, SmtpUnavailable, Throttled
 from matcher.clock import Clock
-from matcher.model import Notice, OutboxEntry
+from matcher.model import Notice, OutboxEntry, OutboxStatus
 from matcher.storage import fsync_directory
 from matcher.store import Store
 
 log = logging.getLogger(__name__)
 
-QUEUED, SENT, FAILED, DEFERRED = "queued", "sent", "failed", "deferred"
+QUEUED, SENT, FAILED = OutboxStatus.QUEUED, OutboxStatus.SENT, OutboxStatus.FAILED
+DEFERRED = "deferred"  # a send outcome (mailer.smtp.SendResult), never an entry's status
 # Store meta key: per-minute recipient counts of the last day, for the throttle.
 RECENT_SENDS_META = "outbox_recent_sends"
 RECENT_SENDS_KEEP = timedelta(days=1)
@@ -144,32 +145,21 @@ class JournalRecord:
         return record
 
     def apply(self, entry: OutboxEntry) -> OutboxEntry:
+        if self.status == DEFERRED:
+            return replace(
+                entry,
+                attempts=self.attempts,
+                last_error=self.reason,
+                next_attempt_at=self.next_attempt_at,
+                recipients=list(self.recipients) or entry.recipients,
+            )
+        final = replace(
+            entry, status=OutboxStatus(self.status), attempts=self.attempts, last_error=self.reason
+        )
         if self.status == SENT:
             # The body is dropped once sent: the key and Message-ID are all that must be remembered.
-            return replace(
-                entry,
-                status=SENT,
-                sent_at=self.at,
-                attempts=self.attempts,
-                body_file="",
-                last_error=self.reason,
-                next_attempt_at=None,
-            )
-        if self.status == FAILED:
-            return replace(
-                entry,
-                status=FAILED,
-                attempts=self.attempts,
-                last_error=self.reason,
-                next_attempt_at=None,
-            )
-        return replace(
-            entry,
-            attempts=self.attempts,
-            last_error=self.reason,
-            next_attempt_at=self.next_attempt_at,
-            recipients=list(self.recipients) or entry.recipients,
-        )
+            final = replace(final, sent_at=self.at, body_file="")
+        return replace(final, next_attempt_at=None)
 
 
 class JournalError(RuntimeError):

@@ -7,6 +7,7 @@ reaches a log line.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from email.headerregistry import Address
@@ -94,29 +95,11 @@ def make_list_id(programme_name: str, programme_address: str) -> str:
 
 
 def mail_settings_from_config(config: Any) -> MailSettings:
-    """Build the mailer's settings from ``unmentoring.config.Config`` (duck-typed: the mailer may
-    not import
-    the front door). Without an [smtp] section the service sends through the sandbox server, in
-    plain text on
-    127.0.0.1."""
-    programme = config.programme
-    smtp_section = config.smtp
-    if smtp_section is None:
-        smtp = SmtpSettings(host=config.sandbox.host, port=config.sandbox.port, security="none")
-    else:
-        smtp = SmtpSettings(
-            host=smtp_section.host,
-            port=smtp_section.port,
-            security=smtp_section.security,
-            username=smtp_section.username,
-            password=smtp_section.password,
-            auth=smtp_section.mechanism,
-            timeout=smtp_section.timeout,
-            ca_file=smtp_section.ca_file,
-            envelope_from=smtp_section.envelope_from,
-            per_minute=smtp_section.per_minute,
-            per_day=smtp_section.per_day,
-        )
+    """Build the mailer's settings from ``unmentoring.config.Config`` (duck-typed: the mailer may not import
+    the front door). Which server mail goes out through is the config's decision (``outbound_smtp``)."""
+    programme, server = config.programme, config.outbound_smtp
+    shared = {f.name: getattr(server, f.name) for f in dataclasses.fields(SmtpSettings) if f.name != "auth"}
+    smtp = SmtpSettings(**shared, auth=server.mechanism)
     return MailSettings(
         programme_name=programme.name,
         programme_address=programme.address,

@@ -31,10 +31,43 @@ class RoundState(StrEnum):
     CLOSED = "closed"
 
 
+class RoundStep(StrEnum):
+    """A round's steps, in order; each is done once and recorded in ``Round.steps_done``."""
+
+    INTROS = "intros"
+    FOLLOWUPS = "followups"
+    REMINDERS = "reminders"
+    CLOSED = "closed"
+    SUMMARY = "summary"
+
+
 class Result(StrEnum):
     MET = "met"
     MISSED = "missed"
     NO_REPLY = "no_reply"
+
+
+class MessageStatus(StrEnum):
+    """What became of an inbound message (DUPLICATE is reported, never stored)."""
+
+    APPLIED = "applied"
+    IGNORED = "ignored"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+    QUARANTINED = "quarantined"
+
+
+class OutboxStatus(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class TokenPurpose(StrEnum):
+    CONFIRM_JOIN = "confirm_join"
+    CONFIRM_LEAVE = "confirm_leave"
+    CONFIRM_FORGET = "confirm_forget"
+    MEMBER = "member"  # the permanent List-Unsubscribe token
 
 
 class Record:
@@ -131,7 +164,7 @@ class Round(Record):
     state: RoundState = RoundState.STARTED
     created_at: datetime | None = None
     closed_at: datetime | None = None
-    steps_done: list[str] = field(default_factory=list)  # idempotency of the round's steps
+    steps_done: list[RoundStep] = field(default_factory=list)  # idempotency of the round's steps
     unpaired: list[str] = field(default_factory=list)  # member ids left alone (only with one person)
 
 
@@ -172,7 +205,7 @@ class Group(Record):
 @dataclass
 class ProcessedMessage(Record):
     key: str  # the Message-ID, else sha256 of the raw bytes
-    status: str  # applied | ignored | failed | quarantined
+    status: MessageStatus
     at: datetime | None = None
     attempts: int = 0
     error: str = ""
@@ -182,7 +215,7 @@ class ProcessedMessage(Record):
 @dataclass
 class Token(Record):
     token: str
-    purpose: str  # confirm_join | confirm_leave | confirm_forget | member
+    purpose: TokenPurpose
     address: str
     member_id: str
     created_at: datetime
@@ -204,7 +237,7 @@ class OutboxEntry(Record):
     # The rendered message lives in a spool file (not in the store's document, which every commit rewrites):
     # its absolute path, "" when no message is kept (sent, or never buildable). See mailer.outbox.
     body_file: str = ""
-    status: str = "queued"  # queued | sent | failed
+    status: OutboxStatus = OutboxStatus.QUEUED
     attempts: int = 0
     last_error: str = ""
     queued_at: datetime | None = None
@@ -219,7 +252,7 @@ class OutboxEntry(Record):
         recipients: list[str],
         message_id: str,
         body_file: str = "",
-        status: str = "queued",
+        status: OutboxStatus = OutboxStatus.QUEUED,
         attempts: int = 0,
         last_error: str = "",
         queued_at: datetime | None = None,
@@ -238,7 +271,7 @@ class OutboxEntry(Record):
         self.recipients = recipients
         self.message_id = message_id
         self.body_file = body_file
-        self.status = status
+        self.status = OutboxStatus(status)
         self.attempts = attempts
         self.last_error = last_error
         self.queued_at = queued_at

@@ -20,14 +20,14 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from matcher.model import Member, Token
+from matcher.model import Member, Token, TokenPurpose
 from matcher.store import Store
 
-CONFIRM_JOIN = "confirm_join"
-CONFIRM_LEAVE = "confirm_leave"
-CONFIRM_FORGET = "confirm_forget"
-MEMBER = "member"
-PURPOSES = frozenset({CONFIRM_JOIN, CONFIRM_LEAVE, CONFIRM_FORGET, MEMBER})
+CONFIRM_JOIN = TokenPurpose.CONFIRM_JOIN
+CONFIRM_LEAVE = TokenPurpose.CONFIRM_LEAVE
+CONFIRM_FORGET = TokenPurpose.CONFIRM_FORGET
+MEMBER = TokenPurpose.MEMBER
+PURPOSES = frozenset(TokenPurpose)
 CONFIRM_PURPOSES = frozenset({CONFIRM_JOIN, CONFIRM_LEAVE, CONFIRM_FORGET})
 
 TOKEN_BYTES = 20
@@ -52,7 +52,7 @@ def looks_like_token(value: str) -> bool:
 def issue_token(
     store: Store,
     *,
-    purpose: str,
+    purpose: TokenPurpose | str,
     member: Member,
     now: datetime,
     days: int | None,
@@ -67,7 +67,7 @@ def issue_token(
         raise TokenError(f"a {purpose} token must live at least one day, got {days}")
     token = Token(
         token=new_token_value(),
-        purpose=purpose,
+        purpose=TokenPurpose(purpose),
         address=member.address,
         member_id=member.id,
         created_at=now,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from inbox.commands.registry import COMMANDS
-from inbox.process import Processor, ProcessResult
+from inbox.processor import Processor, ProcessResult
 from inbox.settings import InboxSettings
 from matcher import tokens
 from matcher.clock import FakeClock

@@ -16,7 +16,7 @@ import pytest
 
 import inbox.apply
 from inbox.parse import parse_message
-from inbox.process import PollReport, process_source
+from inbox.poll import PollReport, process_source
 from inbox.sources.imap import ImapSettings, ImapSource
 from mailer.outbox import Outbox
 from mailer.render import Renderer
@@ -167,7 +167,7 @@ def test_a_message_that_keeps_failing_is_quarantined_without_blocking_others(
             raise RuntimeError("simulated bug while applying")
         return real(store, settings, now, parsed, command, key)
 
-    monkeypatch.setattr("inbox.process.apply_message", failing_for_poison)
+    monkeypatch.setattr("inbox.processor.apply_message", failing_for_poison)
     poison = make_message("eve@example.org", "join", "poison", message_id="poison-1@example.org")
     imap_account.deliver_many(
         [

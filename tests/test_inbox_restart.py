@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from inbox.parse import parse_message
-from inbox.process import PollReport, Processor, ProcessResult, process_source
+from inbox.poll import PollReport, process_source
+from inbox.processor import Processor, ProcessResult
 from inbox.sources.base import SourceError
 from inbox.sources.imap import ImapError, ImapSettings, ImapSource, backoff_delay
 from matcher.model import Member, Notice, ProcessedMessage

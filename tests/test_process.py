@@ -20,14 +20,10 @@ from hypothesis import strategies as st
 import inbox.apply
 from inbox.classify import classify
 from inbox.parse import parse_message
-from inbox.process import (
-    EXPIRED_TOKENS_KEPT_DAYS,
-    PollReport,
-    ReadAhead,
-    describe_error,
-    process_source,
-    read_message,
-)
+from inbox.poll import PollReport, process_source
+from inbox.processor import EXPIRED_TOKENS_KEPT_DAYS, describe_error
+from inbox.read_ahead import ReadAhead
+from inbox.reading import read_message
 from inbox.settings import InboxSettings, inbox_settings_from_config
 from inbox.sources.base import Incoming
 from inbox.sources.maildir import MaildirSource
@@ -207,7 +203,7 @@ def test_a_gmail_reply_to_a_followup_records_met_for_that_group(box: Harness) ->
 
 def test_the_eleventh_reply_of_the_day_is_dropped(box: Harness, caplog: pytest.LogCaptureFixture) -> None:
     answered = []
-    with caplog.at_level(logging.WARNING, logger="inbox.process"):
+    with caplog.at_level(logging.WARNING, logger="inbox.processor"):
         for n in range(11):
             answered.append(len(box.say("ann@example.org", f"help {n}").notices))
     assert answered == [1] * 10 + [0]
@@ -245,7 +241,7 @@ def test_a_message_over_the_size_limit_is_ignored_unread(
         huge = make_message("ann@example.org", "join\n" + "x" * 76 + "\n", "join")
         huge += b"y" * (box.settings.max_message_bytes + 1)
         started = time.perf_counter()
-        with caplog.at_level(logging.WARNING, logger="inbox.process"):
+        with caplog.at_level(logging.WARNING, logger="inbox.processor"):
             result = box.send(huge)
         elapsed = time.perf_counter() - started
         assert result.status == "ignored" and result.notices == []
@@ -353,7 +349,7 @@ def poison_subject(monkeypatch: pytest.MonkeyPatch) -> str:
             raise RuntimeError("simulated bug while applying")
         return real(store, settings, now, parsed, command, key)
 
-    monkeypatch.setattr("inbox.process.apply_message", apply_message)
+    monkeypatch.setattr("inbox.processor.apply_message", apply_message)
     return subject
 
 
@@ -549,7 +545,7 @@ def test_messages_a_worker_cannot_read_are_read_in_process(
 ) -> None:
     raws = mixed_mail(30)
     in_process = read_poll(tmp_path / "a", raws, ReadAhead(workers=0))
-    with caplog.at_level(logging.WARNING, logger="inbox.process"):
+    with caplog.at_level(logging.WARNING, logger="inbox.read_ahead"):
         broken = read_poll(
             tmp_path / "b",
             raws,

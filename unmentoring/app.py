@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 
-from inbox.process import Processor
+from inbox.processor import Processor
 from inbox.settings import inbox_settings_from_config
 from inbox.sources.base import Source
 from inbox.sources.imap import ImapSettings, ImapSource
@@ -106,33 +107,19 @@ class App:
 
 
 def inbound_source(config: Config, state: StoreMeta, clock: Clock | None = None) -> Source:
-    """Where mail comes in: IMAP in production, else the Maildir the sandbox or LMTP server fills."""
-    if config.mode == "production":
-        assert config.imap is not None
-        imap = config.imap
-        settings = ImapSettings(
-            host=imap.host,
-            port=imap.port,
-            security=imap.security,
-            username=imap.username,
-            password=imap.password,
-            auth=imap.mechanism,
-            folder=imap.folder,
-            processed_folder=imap.processed_folder,
-            quarantine_folder=imap.quarantine_folder,
-            timeout=imap.timeout,
-            ca_file=imap.ca_file or None,
-        )
+    """Where mail comes in (the config decides): IMAP, else the Maildir our receiving server fills."""
+    imap = config.inbound_imap
+    if imap is not None:
+        shared = {f.name: getattr(imap, f.name) for f in dataclasses.fields(ImapSettings) if f.name != "auth"}
         credential = server_credential(config, imap, "IMAP", clock or SystemClock())
-        return ImapSource(settings, state, credential=credential)
+        return ImapSource(ImapSettings(**shared, auth=imap.mechanism), state, credential=credential)
     return MaildirSource(inbox_maildir(config))
 
 
 def inbox_maildir(config: Config) -> Path:
-    if config.mode == "mta":
-        assert config.lmtp is not None
-        return config.data_dir / config.lmtp.spool
-    return config.sandbox_dir / "inbox"
+    listener = config.listener()
+    assert listener is not None, "production reads IMAP, not a Maildir"
+    return listener.maildir
 
 
 class StoreMeta(MutableMapping[str, Any]):

@@ -19,7 +19,7 @@ from mailer.settings import mail_settings_from_config
 from mailer.template_check import TemplateReport, check_templates
 from matcher.store import StoreCorrupt, StoreError, StoreLocked
 from unmentoring import daemon, service
-from unmentoring.app import App, inbox_maildir
+from unmentoring.app import App
 from unmentoring.cli_auth import make_auth_group
 from unmentoring.cli_members import make_members_group
 from unmentoring.cli_rounds import (
@@ -28,7 +28,7 @@ from unmentoring.cli_rounds import (
     make_status_command,
     make_summary_command,
 )
-from unmentoring.config import Config, ConfigError, find_config_path, load_config
+from unmentoring.config import Config, ConfigError, Mode, find_config_path, load_config
 from unmentoring.demo import new_demo_dir, run_demo
 from unmentoring.sandbox import SandboxServer, banner
 from unmentoring.sandbox_cli import make_sandbox_group
@@ -144,30 +144,29 @@ def run(context: Context, poll_seconds: int | None) -> None:
         lock.acquire()
         stack.callback(lock.release)
         App.open(config).close()  # check the database before listening for mail
-        if config.mode == "sandbox":
-            server = SandboxServer(
-                config.sandbox_dir,
+        listener = config.listener()
+        if listener is not None:
+            # The sandbox server fills the whole sandbox folder (people's mailboxes too); LMTP, the spool.
+            server_class, folder = (
+                (SandboxServer, config.sandbox_dir)
+                if listener.mode is Mode.SANDBOX
+                else (LmtpServer, listener.maildir)
+            )
+            server = server_class(
+                folder,
                 config.programme.address,
-                config.sandbox.host,
-                config.sandbox.port,
+                listener.host,
+                listener.port,
                 max_message_bytes=config.limits.max_message_bytes,
             )
             server.start()
             stack.callback(server.stop)
-            click.echo(banner(config))
-        elif config.mode == "mta":
-            assert config.lmtp is not None
-            host, port = config.lmtp.host_port
-            lmtp = LmtpServer(
-                inbox_maildir(config),
-                config.programme.address,
-                host,
-                port,
-                max_message_bytes=config.limits.max_message_bytes,
-            )
-            lmtp.start()
-            stack.callback(lmtp.stop)
-            click.echo(f"LMTP server listening on {config.lmtp.listen} for {config.programme.address}")
+            if listener.mode is Mode.SANDBOX:
+                click.echo(banner(config))
+            else:
+                click.echo(
+                    f"LMTP server listening on {listener.host}:{listener.port} for {config.programme.address}"
+                )
         passes = daemon.Passes(config)
         stack.callback(passes.close)
         interval = poll_seconds or (config.imap.poll_seconds if config.imap else 1)

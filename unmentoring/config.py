@@ -15,6 +15,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,6 +25,24 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 ORDINALS = ("first", "second", "third", "fourth", "last")
 SECURITY = ("ssl", "starttls", "none")
 ADDRESS = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$|^[^@\s<>\"]+@localhost$")
+
+
+class Mode(StrEnum):
+    """How mail comes in and goes out; decided once, by ``Config.mode``."""
+
+    SANDBOX = "sandbox"  # the built-in SMTP server on this machine receives and delivers everything
+    PRODUCTION = "production"  # IMAP in, SMTP out
+    MTA = "mta"  # our LMTP server receives from the site's MTA, SMTP out
+
+
+@dataclass(frozen=True)
+class Listener:
+    """The receiving server this process runs (sandbox SMTP or LMTP) and the Maildir it fills."""
+
+    mode: Mode
+    host: str
+    port: int
+    maildir: Path
 
 
 class ConfigError(Exception):
@@ -217,13 +236,37 @@ class Config:
     base_dir: Path = field(default_factory=Path.cwd)
 
     @property
-    def mode(self) -> str:
-        """sandbox (no mail server configured), production (IMAP in, SMTP out) or mta (LMTP in)."""
+    def mode(self) -> Mode:
+        """The one place that decides: LMTP listening -> mta; IMAP configured -> production; else sandbox.
+        Everything below asks for ``inbound_imap``, ``listener`` and ``outbound_smtp`` instead."""
         if self.lmtp is not None and self.lmtp.listen:
-            return "mta"
+            return Mode.MTA
         if self.imap is not None:
-            return "production"
-        return "sandbox"
+            return Mode.PRODUCTION
+        return Mode.SANDBOX
+
+    @property
+    def inbound_imap(self) -> Imap | None:
+        """The IMAP folder mail is read from; None when it is read from ``listener().maildir``."""
+        return self.imap if self.mode is Mode.PRODUCTION else None
+
+    def listener(self) -> Listener | None:
+        """The receiving server to run, if any (production reads IMAP and runs none)."""
+        if self.mode is Mode.MTA:
+            assert self.lmtp is not None
+            host, port = self.lmtp.host_port
+            return Listener(Mode.MTA, host, port, self.data_dir / self.lmtp.spool)
+        if self.mode is Mode.SANDBOX:
+            return Listener(Mode.SANDBOX, self.sandbox.host, self.sandbox.port, self.sandbox_dir / "inbox")
+        return None
+
+    @property
+    def outbound_smtp(self) -> Smtp:
+        """Where mail goes out: the configured SMTP server, else the sandbox's, in plain text on this
+        machine and without sending limits."""
+        if self.smtp is not None:
+            return self.smtp
+        return Smtp(host=self.sandbox.host, port=self.sandbox.port, security="none", per_minute=0, per_day=0)
 
     @property
     def data_dir(self) -> Path:
@@ -245,7 +288,7 @@ class Config:
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration as plain data, secrets replaced by a mark."""
-        out: dict[str, Any] = {"mode": self.mode, "source": self.source, "data_dir": str(self.data_dir)}
+        out: dict[str, Any] = {"mode": self.mode.value, "source": self.source, "data_dir": str(self.data_dir)}
         for name in SECTIONS:
             section = getattr(self, name)
             if section is None:

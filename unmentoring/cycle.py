@@ -17,7 +17,7 @@ from email.utils import make_msgid
 
 from matcher import rounds
 from matcher.calendar import Calendar, RoundDates, current_round, next_round, round_dates_for_id
-from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, RoundState
+from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, RoundState, RoundStep
 from matcher.store import Store
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ QueueNotices = Callable[[list[Notice]], object]
 Summarise = Callable[[Store, str, datetime], Notice]
 TokenOf = Callable[[Store, Member, datetime], str]
 
-INTROS, FOLLOWUPS, REMINDERS, CLOSED, SUMMARY = "intros", "followups", "reminders", "closed", "summary"
+INTROS, FOLLOWUPS, REMINDERS, CLOSED, SUMMARY = RoundStep
 ASKABLE = frozenset({MemberStatus.ACTIVE, MemberStatus.PAUSED})
 
 
@@ -113,7 +113,7 @@ class Cycle:
     def send_reminders(self, round_id: str, now: datetime) -> list[str]:
         return self._ask(round_id, now, step=REMINDERS, kind="reminder")
 
-    def _ask(self, round_id: str, now: datetime, *, step: str, kind: str) -> list[str]:
+    def _ask(self, round_id: str, now: datetime, *, step: RoundStep, kind: str) -> list[str]:
         """Ask each member of each group whether they met (the reminder: only those who have not said)."""
         with self.store.transaction():
             stored = self._round(round_id)
@@ -244,6 +244,6 @@ class Cycle:
             raise rounds.UnknownRound(f"no round {round_id}")
         return stored
 
-    def _mark(self, stored: Round, step: str) -> None:
+    def _mark(self, stored: Round, step: RoundStep) -> None:
         stored.steps_done = [*stored.steps_done, step]
         self.store.put(stored)

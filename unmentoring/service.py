@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from inbox.apply import count_permanent_bounces
-from inbox.process import mark_all_processed, process_source
+from inbox.poll import mark_all_processed, process_source
 from inbox.sources.base import Incoming, Source
 from unmentoring.app import App
 
