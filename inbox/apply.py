@@ -19,16 +19,16 @@ Who may do what, given that a From header can be forged:
 from __future__ import annotations
 
 import logging
-import re
-import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from inbox.classify import Classification
 from inbox.grammar import Command, parse_frequency, parse_pause
-from inbox.parse import ParsedMessage, canonical_address
+from inbox.parse import ParsedMessage
 from inbox.settings import InboxSettings
+from mailkit.addresses import canonical_address
+from mailkit.message_ids import is_usable_message_id, new_message_id
 from matcher import members as ops
 from matcher import tokens
 from matcher.model import Group, Member, MemberStatus, Notice, OutboxEntry, Result, Token
@@ -51,8 +51,6 @@ _PURPOSE_OF_COMMAND = {
     "forget_me": tokens.CONFIRM_FORGET,
 }
 _OUTCOME_KEY_KINDS = ("followup", "reminder")
-# A Message-ID we can put back in a header (RFC 5322 dot-atom-ish local part @ a domain or literal).
-_USABLE_MESSAGE_ID = re.compile(r"^[!#-'*+\-/-9=?A-Z^-~.]{1,200}@[A-Za-z0-9.\-\[\]:]{1,200}$")
 FORGET_NOT_EXPLICIT = (
     "your data has not been erased: to confirm, reply to our email with the words 'forget me'"
 )
@@ -562,8 +560,7 @@ def _confirmation(msg: _Message, member: Member, purpose: str, kind: str) -> Not
     """A confirmation request: a fresh token, carried by an email whose Message-ID we choose (so a
     plain reply finds the token through In-Reply-To) and whose Reply-To is our plus-address with the
     token (so a reply finds it even when the client drops the threading headers)."""
-    # Random, so it reveals no time, host or process (unlike email.utils.make_msgid).
-    message_id = f"{secrets.token_hex(16)}@{msg.settings.domain}"
+    message_id = new_message_id(msg.settings.domain)
     token = tokens.issue_token(
         msg.store,
         purpose=purpose,
@@ -614,8 +611,8 @@ def _reply(msg: _Message, kind: str, member: Member, values: dict[str, Any]) -> 
 def _notice(msg: _Message, kind: str, to: str, values: dict[str, Any]) -> Notice:
     # Threading headers are copied from the sender's message: only well-formed ids are, so that a
     # strange Message-ID costs the answer its threading, not the answer itself.
-    mid = msg.parsed.message_id if _usable_message_id(msg.parsed.message_id) else None
-    references = [r for r in reversed(msg.parsed.in_reply_to[:MAX_REFERENCES]) if _usable_message_id(r)]
+    mid = msg.parsed.message_id if is_usable_message_id(msg.parsed.message_id) else None
+    references = [r for r in reversed(msg.parsed.in_reply_to[:MAX_REFERENCES]) if is_usable_message_id(r)]
     if mid and mid not in references:
         references.append(mid)
     return Notice(
@@ -627,7 +624,3 @@ def _notice(msg: _Message, kind: str, to: str, values: dict[str, Any]) -> Notice
         references=references if mid else [],
         auto_reply=True,
     )
-
-
-def _usable_message_id(value: str | None) -> bool:
-    return bool(value) and _USABLE_MESSAGE_ID.match(value or "") is not None

@@ -17,7 +17,8 @@ from enum import StrEnum
 from flufl.bounce import all_failures
 
 from inbox.grammar import Command, read_command
-from inbox.parse import ParsedMessage, canonical_address, decode_bytes
+from inbox.parse import ParsedMessage, decode_bytes
+from mailkit.addresses import canonical_address, is_own_address
 
 LOOP_HEADER = "X-UnMentoring-Loop"
 # Bounces carry the original message; its attachments say nothing about who bounced, and the
@@ -291,11 +292,11 @@ def _addresses(found: Collection[bytes]) -> set[str]:
 
 
 def _loop(parsed: ParsedMessage, own: frozenset[str]) -> Classification | None:
-    if parsed.sender and (parsed.sender in own or _without_tag(parsed.sender) in own):
+    if parsed.sender and is_own_address(parsed.sender, own):
         return Classification(Kind.LOOP, "From is our own address")
     if LOOP_HEADER.lower() in parsed.headers:
         return Classification(Kind.LOOP, f"{LOOP_HEADER} header present")
-    if parsed.envelope_sender and _without_tag(parsed.envelope_sender) in own:
+    if parsed.envelope_sender and is_own_address(parsed.envelope_sender, own):
         return Classification(Kind.LOOP, "Return-Path is our own address")
     own_domains = {address.rpartition("@")[2] for address in own}
     _, at, id_domain = (parsed.message_id or "").rpartition("@")
@@ -310,11 +311,6 @@ def _loop(parsed: ParsedMessage, own: frozenset[str]) -> Classification | None:
 
 def _within(domain: str, domains: Collection[str]) -> bool:
     return bool(domain) and any(domain == d or domain.endswith("." + d) for d in domains)
-
-
-def _without_tag(address: str) -> str:
-    local, _, domain = address.rpartition("@")
-    return f"{local.split('+', 1)[0]}@{domain}"
 
 
 def _auto_reply(parsed: ParsedMessage) -> Classification | None:

@@ -8,32 +8,28 @@ shows. The service sends its own mail through this server too, so nothing leaves
 
 from __future__ import annotations
 
-import asyncio
 import email
 import hashlib
-import os
 import re
-import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP
 
-from inbox.lmtp import (
+from inbox.receiving import (
     DEFAULT_MAX_MESSAGE_BYTES,
-    EnvelopeSenderCheck,
-    MaildirWriter,
+    DeliveringHandler,
     MailServerStartError,
     RunningServer,
     Trace,
     describe_os_error,
-    has_control_characters,
-    is_programme_address,
     stamped,
 )
+from mailkit import policy
+from mailkit.addresses import is_own_address
+from mailkit.maildir import MaildirWriter, delivered
 from matcher.clock import Clock, SystemClock
 from unmentoring.config import Config
 
@@ -48,8 +44,6 @@ __all__ = [
 
 SERVER_HOSTNAME = "sandbox.localhost"
 _UNSAFE = re.compile(r"[^a-z0-9@._+-]")
-_NAME_TIME = re.compile(r"^(\d+)\.([^.]*)")
-_MICROS = re.compile(r"M(\d{1,6})")
 
 
 def mailbox_folder_name(address: str) -> str:
@@ -83,47 +77,22 @@ class SandboxLayout:
 
     def mailbox_path(self, address: str) -> Path:
         """The Maildir that mail to this address is delivered to (the inbox for the programme)."""
-        if is_programme_address(address, self.programme_address):
+        if is_own_address(address, self.programme_address):
             return self.inbox_path
         return self.mailboxes_path / mailbox_folder_name(address)
 
 
-class _SandboxHandler(EnvelopeSenderCheck):
+class _SandboxHandler(DeliveringHandler):
     def __init__(self, layout: SandboxLayout, clock: Clock) -> None:
+        super().__init__(clock, SERVER_HOSTNAME)
         self._layout = layout
-        self._clock = clock
 
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
-    ) -> str:
-        if has_control_characters(address) or not address.strip():
-            return "553 5.1.3 Recipient address not allowed"
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(options)
-        return "250 2.1.5 OK"
+    def refusal(self, address: str) -> str | None:
+        return None if address.strip() else "553 5.1.3 Recipient address not allowed"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = bytes(envelope.original_content or b"")
-        received_at = format_datetime(self._clock.now())
-        delivery_id = secrets.token_hex(6)
-        copies: list[tuple[MaildirWriter, bytes]] = []
-        seen: set[str] = set()
-        for recipient in envelope.rcpt_tos:
-            if recipient.lower() in seen:
-                continue
-            seen.add(recipient.lower())
-            trace = Trace.of_session(
-                envelope,
-                session,
-                recipient,
-                by_host=SERVER_HOSTNAME,
-                protocol="ESMTP",
-                received_at=received_at,
-                delivery_id=delivery_id,
-            )
-            writer = MaildirWriter(self._layout.mailbox_path(recipient))
-            copies.append((writer, stamped(raw, trace)))
-        return await asyncio.to_thread(_deliver_all, copies, delivery_id)
+    def deliver(self, raw: bytes, traces: Sequence[Trace], rcpt_tos: Sequence[str]) -> str:
+        copies = [(MaildirWriter(self._layout.mailbox_path(t.recipient)), stamped(raw, t)) for t in traces]
+        return _deliver_all(copies, traces[0].delivery_id)
 
 
 def _deliver_all(copies: list[tuple[MaildirWriter, bytes]], delivery_id: str) -> str:
@@ -226,7 +195,7 @@ class StoredMessage:
         return self.path.read_bytes()
 
     def parse(self) -> EmailMessage:
-        message = email.message_from_bytes(self.read_bytes(), policy=policy.default)
+        message = email.message_from_bytes(self.read_bytes(), policy=policy.CLIENT)
         assert isinstance(message, EmailMessage)
         return message
 
@@ -237,22 +206,5 @@ def list_maildir(path: Path) -> list[StoredMessage]:
     Reading never moves a file, so numbers stay stable between `read` and `send
     --reply-to-message`. A missing Maildir is simply empty.
     """
-    entries: list[tuple[tuple[int, int, str], Path]] = []
-    for sub in ("new", "cur"):
-        try:
-            with os.scandir(path / sub) as listing:
-                for item in listing:
-                    if not item.name.startswith(".") and item.is_file():
-                        entries.append((_delivery_order(item.name), Path(item.path)))
-        except FileNotFoundError:
-            continue
-    entries.sort()
-    return [StoredMessage(number, file) for number, (_, file) in enumerate(entries, start=1)]
-
-
-def _delivery_order(name: str) -> tuple[int, int, str]:
-    match = _NAME_TIME.match(name)
-    if not match:
-        return (0, 0, name)
-    micros = _MICROS.search(match.group(2))
-    return (int(match.group(1)), int(micros.group(1)) if micros else 0, name)
+    files = delivered(path, missing_ok=True)
+    return [StoredMessage(number, file.path) for number, file in enumerate(files, start=1)]
