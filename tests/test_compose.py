@@ -18,10 +18,10 @@ from mailer.compose import (
     address_of,
     compose,
     list_unsubscribe,
-    message_bytes,
     plain_header_text,
 )
 from mailer.render import Renderer
+from mailkit.policy import message_bytes
 from matcher.model import Notice
 from tests.test_render import SAMPLE_VALUES, make_settings
 

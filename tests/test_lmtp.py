@@ -150,7 +150,7 @@ def test_real_write_failure_leaves_no_partial_file(lmtp: LmtpServer, monkeypatch
     def fsync_fails(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr("inbox.lmtp.os.fsync", fsync_fails)
+    monkeypatch.setattr("mailkit.maildir.os.fsync", fsync_fails)
     _, data = lmtp_transaction(lmtp, ["unmentoring@example.test"])
     assert [code for _, (code, _) in data] == [451]
     for sub in ("tmp", "new", "cur"):

@@ -49,7 +49,6 @@ def test_canonical_address(value, expected):
     assert canonical_address(value) == expected
 
 
-
 @pytest.mark.parametrize(
     ("address", "expected"),
     [

@@ -36,7 +36,15 @@ def test_a_new_id_survives_a_round_trip_through_a_header() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", "no-at-sign", "a b@example.org", "a@exa mple.org", "<a@b>\r\nBcc: x@y", "x" * 201 + "@example.org", "a@"],
+    [
+        "",
+        "no-at-sign",
+        "a b@example.org",
+        "a@exa mple.org",
+        "<a@b>\r\nBcc: x@y",
+        "x" * 201 + "@example.org",
+        "a@",
+    ],
 )
 def test_unusable_ids_are_refused(value: str) -> None:
     assert not is_usable_message_id(value)
