@@ -19,7 +19,7 @@ from inbox.receiving import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DeliveringHandler,
     MailServerStartError,
-    RunningServer,
+    ReceivingServer,
     Trace,
     describe_os_error,
     stamped,
@@ -66,12 +66,15 @@ class _LmtpHandler(DeliveringHandler):
         return f"250 2.0.0 <{trace.recipient}> delivered {trace.delivery_id}"
 
 
-class LmtpServer:
+class LmtpServer(ReceivingServer):
     """An LMTP server on host:port that spools the programme's mail into a Maildir.
 
     Per recipient: 250 once the message is safely in the spool, 451 when the spool cannot be
     written (the MTA retries), 550 at RCPT time for any address that is not the programme's.
     """
+
+    what = "LMTP server"
+    server_class = LMTP
 
     def __init__(
         self,
@@ -84,32 +87,22 @@ class LmtpServer:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         hostname: str | None = None,
     ) -> None:
+        super().__init__(
+            host,
+            port,
+            clock=clock or SystemClock(),
+            max_message_bytes=max_message_bytes,
+            hostname=hostname or socket.getfqdn(),
+        )
         self.spool = Path(spool)
         self.programme_address = programme_address
-        self.host = host
-        self.port = port
-        self._clock = clock or SystemClock()
-        self._max_message_bytes = max_message_bytes
-        self._hostname = hostname or socket.getfqdn()
         self._writer = MaildirWriter(self.spool)
-        self._server = RunningServer("LMTP server", host, port)
 
-    def start(self) -> None:
+    def prepare(self) -> _LmtpHandler:
         try:
             self._writer.ensure_exists()
         except OSError as exc:
             raise MailServerStartError(
                 f"LMTP server: cannot create the spool Maildir {self.spool}: {exc.strerror}"
             ) from None
-        handler = _LmtpHandler(self._writer, self.programme_address, self._clock, self._hostname)
-        self._server.start(handler, LMTP, self._max_message_bytes, self._hostname)
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> LmtpServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        return _LmtpHandler(self._writer, self.programme_address, self._clock, self._hostname)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -221,30 +221,41 @@ class BoundController(Controller):
         return self.loop.create_server(self._factory_invoker, sock=self._sock)
 
 
-class RunningServer:
-    """Start/stop bookkeeping shared by the sandbox and LMTP servers."""
+class ReceivingServer:
+    """Start and stop of our receivers on host:port; a subclass makes its folders and its handler
+    (``prepare``, which raises MailServerStartError naming what it could not create)."""
 
-    def __init__(self, what: str, host: str, port: int) -> None:
-        self.what = what
+    what = "mail server"
+    server_class: type[SMTP] = SMTP
+
+    def __init__(self, host: str, port: int, *, clock: Clock, max_message_bytes: int, hostname: str) -> None:
         self.host = host
         self.port = port
+        self._clock = clock
+        self._max_message_bytes = max_message_bytes
+        self._hostname = hostname
         self._controller: BoundController | None = None
+
+    def prepare(self) -> DeliveringHandler:
+        raise NotImplementedError
 
     @property
     def running(self) -> bool:
         return self._controller is not None
 
-    def start(self, handler: Any, server_class: type[SMTP], max_message_bytes: int, hostname: str) -> None:
+    def start(self) -> None:
+        """Listen on host:port; MailServerStartError (clear, immediate) if the port is busy."""
         if self._controller is not None:
             return
+        handler = self.prepare()
         sock = bind_listener(self.host, self.port, self.what)
         controller = BoundController(
             handler,
             sock,
-            server_class,
+            self.server_class,
             ready_timeout=START_TIMEOUT,
-            server_hostname=hostname,
-            data_size_limit=max_message_bytes,
+            server_hostname=self._hostname,
+            data_size_limit=self._max_message_bytes,
         )
         try:
             controller.start()
@@ -260,3 +271,10 @@ class RunningServer:
         if controller is not None:
             controller.stop()
             log.info("%s on %s:%s stopped", self.what, self.host, self.port)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -16,17 +16,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-from aiosmtpd.smtp import SMTP
-
-from inbox.receiving import (
-    DEFAULT_MAX_MESSAGE_BYTES,
-    DeliveringHandler,
-    MailServerStartError,
-    RunningServer,
-    Trace,
-    describe_os_error,
-    stamped,
-)
+from inbox import receiving
+from inbox.receiving import MailServerStartError
 from mailkit import policy
 from mailkit.addresses import is_own_address
 from mailkit.maildir import MaildirWriter, delivered
@@ -82,7 +73,7 @@ class SandboxLayout:
         return self.mailboxes_path / mailbox_folder_name(address)
 
 
-class _SandboxHandler(DeliveringHandler):
+class _SandboxHandler(receiving.DeliveringHandler):
     def __init__(self, layout: SandboxLayout, clock: Clock) -> None:
         super().__init__(clock, SERVER_HOSTNAME)
         self._layout = layout
@@ -90,8 +81,10 @@ class _SandboxHandler(DeliveringHandler):
     def refusal(self, address: str) -> str | None:
         return None if address.strip() else "553 5.1.3 Recipient address not allowed"
 
-    def deliver(self, raw: bytes, traces: Sequence[Trace], rcpt_tos: Sequence[str]) -> str:
-        copies = [(MaildirWriter(self._layout.mailbox_path(t.recipient)), stamped(raw, t)) for t in traces]
+    def deliver(self, raw: bytes, traces: Sequence[receiving.Trace], rcpt_tos: Sequence[str]) -> str:
+        copies = [
+            (MaildirWriter(self._layout.mailbox_path(t.recipient)), receiving.stamped(raw, t)) for t in traces
+        ]
         return _deliver_all(copies, traces[0].delivery_id)
 
 
@@ -105,14 +98,16 @@ def _deliver_all(copies: list[tuple[MaildirWriter, bytes]], delivery_id: str) ->
     except OSError as exc:
         for writer, tmp in prepared:
             writer.discard(tmp)
-        return f"451 4.3.0 Temporary failure storing the message: {describe_os_error(exc)}"
+        return f"451 4.3.0 Temporary failure storing the message: {receiving.describe_os_error(exc)}"
     for writer, tmp in prepared:
         writer.commit(tmp)
     return f"250 2.0.0 OK queued as {delivery_id}"
 
 
-class SandboxServer:
+class SandboxServer(receiving.ReceivingServer):
     """The sandbox's SMTP server (aiosmtpd) writing every message into Maildirs."""
+
+    what = "sandbox mail server"
 
     def __init__(
         self,
@@ -122,14 +117,16 @@ class SandboxServer:
         port: int = 2525,
         *,
         clock: Clock | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_message_bytes: int = receiving.DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
+        super().__init__(
+            host,
+            port,
+            clock=clock or SystemClock(),
+            max_message_bytes=max_message_bytes,
+            hostname=SERVER_HOSTNAME,
+        )
         self.layout = SandboxLayout(Path(sandbox_dir), programme_address)
-        self.host = host
-        self.port = port
-        self._clock = clock or SystemClock()
-        self._max_message_bytes = max_message_bytes
-        self._server = RunningServer("sandbox mail server", host, port)
 
     @property
     def inbox_path(self) -> Path:
@@ -138,8 +135,7 @@ class SandboxServer:
     def mailbox_path(self, address: str) -> Path:
         return self.layout.mailbox_path(address)
 
-    def start(self) -> None:
-        """Listen on host:port; MailServerStartError (clear, immediate) if the port is busy."""
+    def prepare(self) -> _SandboxHandler:
         try:
             MaildirWriter(self.inbox_path).ensure_exists()
             self.layout.mailboxes_path.mkdir(parents=True, exist_ok=True)
@@ -147,18 +143,7 @@ class SandboxServer:
             raise MailServerStartError(
                 f"sandbox mail server: cannot create {self.layout.sandbox_dir}: {exc.strerror}"
             ) from None
-        handler = _SandboxHandler(self.layout, self._clock)
-        self._server.start(handler, SMTP, self._max_message_bytes, SERVER_HOSTNAME)
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> SandboxServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        return _SandboxHandler(self.layout, self._clock)
 
 
 def banner(config: Config) -> str:
