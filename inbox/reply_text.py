@@ -29,21 +29,24 @@ _WROTE_WITH_LEAD = re.compile(
     re.IGNORECASE,
 )
 _WROTE_GENERIC = re.compile(rf"^.{{1,300}}?\b{_WROTE_VERB}\b[^\n]{{0,200}}:$", re.IGNORECASE)
+_ORIGINAL_TITLES = (
+    "original message|ursprüngliche nachricht|message d['’]origine|mensaje original"
+    "|oorspronkelijk bericht|originele bericht|mensagem original|messaggio originale|forwarded message"
+    "|message transféré|weitergeleitete nachricht|mensaje reenviado|mensagem encaminhada"
+)
 _ORIGINAL_MARKER = re.compile(
-    r"^(?:-{2,}\s*(?:original message|ursprüngliche nachricht|message d['’]origine"
-    r"|mensaje original|oorspronkelijk bericht|originele bericht|mensagem original"
-    r"|messaggio originale|forwarded message|message transféré|weitergeleitete nachricht"
-    r"|mensaje reenviado|mensagem encaminhada)\s*-{2,}|begin forwarded message:"
+    rf"^(?:-{{2,}}\s*(?:{_ORIGINAL_TITLES})\s*-{{2,}}|begin forwarded message:"
     r"|début du message réexpédié\s*:|_{10,})$",
     re.IGNORECASE,
 )
 _FROM_KEY = re.compile(r"^[*\s]*(?:from|von|de|van|da|från|fra|od|expéditeur)[*\s]*:", re.I)
-_HEADER_KEY = re.compile(
-    r"^[*\s]*(?:sent|date|gesendet|datum|envoyé|enviado|fecha|verzonden|inviato|data|skickat"
-    r"|sendt|wysłano|to|an|à|a|para|aan|till|til|do|subject|betreff|objet|asunto|onderwerp"
-    r"|oggetto|ämne|emne|temat|assunto|cc)[*\s]*:",
-    re.IGNORECASE,
+# The other fields of an Outlook-style reply header, in the languages we read.
+_HEADER_WORDS = (
+    "sent|date|gesendet|datum|envoyé|enviado|fecha|verzonden|inviato|data|skickat|sendt|wysłano"
+    "|to|an|à|a|para|aan|till|til|do|subject|betreff|objet|asunto|onderwerp|oggetto|ämne|emne"
+    "|temat|assunto|cc"
 )
+_HEADER_KEY = re.compile(rf"^[*\s]*(?:{_HEADER_WORDS})[*\s]*:", re.IGNORECASE)
 _SIGNATURE_LINE = re.compile(
     r"^(?:--|sent from my\b.*|sent from (?:outlook|mail for windows|yahoo mail)\b.*"
     r"|get outlook for\b.*|envoyé de mon\b.*|envoyé depuis\b.*|von meinem\b.*gesendet.*"
