@@ -7,8 +7,9 @@ check that the results equal the stock package's.
   header it builds and parses every value afresh; reading a MIME tree asks for the same Content-Type a dozen
   times per part, and every email we write repeats From, List-Id, Auto-Submitted... Header objects are
   immutable, so each header name's class is made once and each distinct (name, value) is built once.
-- ``FoldOncePolicy``: folds each header object once (a shared header is not re-folded per email), keeping
-  the result in the header object's ``__dict__``, keyed by what folding depends on.
+- ``CachingPolicy``: fetches the header object of each distinct raw value once (a parsed message asks for
+  its Content-Type over and over), and folds each header object once (a shared header is not re-folded per
+  email), keeping the result in the header object's ``__dict__``, keyed by what folding depends on.
 - ``BoundaryGenerator``: ``BytesGenerator`` without a regular expression compiled per multipart boundary.
 """
 
@@ -24,7 +25,7 @@ from email.policy import EmailPolicy
 from typing import Any
 
 HEADER_CACHE_SIZE = 4096
-_FOLDED = "_mailkit_folded"  # the attribute FoldOncePolicy keeps a header's folded bytes in
+_FOLDED = "_mailkit_folded"  # the attribute CachingPolicy keeps a header's folded bytes in
 
 
 class CachingHeaderRegistry(HeaderRegistry):
@@ -59,9 +60,15 @@ class CachingHeaderRegistry(HeaderRegistry):
         return super().__call__(name, addresses)
 
 
-class FoldOncePolicy(EmailPolicy):
-    """``EmailPolicy`` that folds each header object once. Folding depends only on the header and on the
-    line length, line separator and utf8 setting, which key the remembered result."""
+class CachingPolicy(EmailPolicy):
+    """``EmailPolicy`` that makes the header object of a raw value once and folds each header object once.
+    Folding depends only on the header and on the line length, line separator and utf8 setting, which key
+    the remembered result."""
+
+    def header_fetch_parse(self, name: str, value: str) -> BaseHeader:
+        if hasattr(value, "name"):
+            return value  # type: ignore[return-value]
+        return _fetched(self.header_factory, name, value)
 
     def fold_binary(self, name: str, value: Any) -> bytes:
         if not hasattr(value, "name"):
@@ -73,6 +80,15 @@ class FoldOncePolicy(EmailPolicy):
         folded = super().fold_binary(name, value)
         value.__dict__[_FOLDED] = (key, folded)
         return folded
+
+
+@functools.lru_cache(maxsize=HEADER_CACHE_SIZE)
+def _fetched(factory: HeaderRegistry, name: str, value: str) -> BaseHeader:
+    """What ``EmailPolicy.header_fetch_parse`` makes of a raw value: line breaks removed, then parsed."""
+    return factory(name, "".join(_LINESEP.split(value)))
+
+
+_LINESEP = re.compile(r"\n|\r")  # as email.policy's linesep_splitter
 
 
 class BoundaryGenerator(BytesGenerator):

@@ -15,10 +15,10 @@ import io
 from email import policy
 from email.message import EmailMessage
 
-from mailkit.email_internals import BoundaryGenerator, CachingHeaderRegistry, FoldOncePolicy
+from mailkit.email_internals import BoundaryGenerator, CachingHeaderRegistry, CachingPolicy
 
-PARSING = FoldOncePolicy(header_factory=CachingHeaderRegistry())
-SMTP = FoldOncePolicy(
+PARSING = CachingPolicy(header_factory=CachingHeaderRegistry())
+SMTP = CachingPolicy(
     linesep="\r\n", cte_type="7bit", utf8=False, header_factory=CachingHeaderRegistry(), refold_source="none"
 )
 TRACE = policy.default.clone(utf8=True)

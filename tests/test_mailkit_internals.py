@@ -35,7 +35,10 @@ def test_the_header_registry_and_policy_hooks_keep_their_signatures() -> None:
     assert params(HeaderRegistry.__getitem__) == ["self", "name"]
     assert params(EmailPolicy.fold_binary) == ["self", "name", "value"]
     assert params(EmailPolicy.header_fetch_parse) == ["self", "name", "value"]
-    # FoldOncePolicy keeps a header's folded bytes in the header object's __dict__.
+    # CachingPolicy.header_fetch_parse does what the stock one does, before parsing: remove line breaks.
+    assert email.policy.linesep_splitter.pattern == r"\n|\r"
+    assert "linesep_splitter.split(value)" in inspect.getsource(EmailPolicy.header_fetch_parse)
+    # CachingPolicy keeps a header's folded bytes in the header object's __dict__.
     header = email.policy.default.header_factory("Subject", "hello")
     assert isinstance(header, BaseHeader) and hasattr(header, "__dict__") and header.name == "Subject"
 
