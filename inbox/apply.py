@@ -16,9 +16,10 @@ from inbox.commands.declaration import Command
 from inbox.commands.membership import apply_confirmation
 from inbox.commands.registry import COMMANDS
 from inbox.commands.request import MAX_REFERENCES, Applied, Request, help_notice
-from inbox.parse import ParsedMessage, canonical_address
+from inbox.parse import ParsedMessage
 from inbox.senders import reason_not_to_answer
 from inbox.settings import InboxSettings
+from mailkit.addresses import canonical_address
 from matcher import members as ops
 from matcher import tokens
 from matcher.model import Group, Member, Notice, OutboxEntry, Token

@@ -15,8 +15,9 @@ from enum import StrEnum
 from inbox.bounces import Mail, bounce_signals, is_warning_only, read_bounce
 from inbox.bounces.signals import MAIL_SYSTEM, NULL_SENDER, content_type_of
 from inbox.grammar import Command, read_command
-from inbox.parse import ParsedMessage, canonical_address
-from inbox.senders import auto_submitted, is_own_address, reason_not_to_answer
+from inbox.parse import ParsedMessage
+from inbox.senders import auto_submitted, reason_not_to_answer
+from mailkit.addresses import canonical_address, is_own_address
 
 LOOP_HEADER = "X-UnMentoring-Loop"
 

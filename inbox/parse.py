@@ -1,4 +1,6 @@
-"""Turning the raw bytes of an inbound message into a ParsedMessage.
+"""Turning the raw bytes of an inbound message into a ParsedMessage: headers, body, charsets.
+
+Reply stripping (the sender's new words without quotes and signatures) is in inbox/reply_text.py.
 
 Everything here is pure and total: any input, however broken, gives a ParsedMessage. Inbound mail
 is written by thousands of different programs, and one strange message must never stop the inbox.
@@ -7,49 +9,38 @@ is written by thousands of different programs, and one strange message must neve
 from __future__ import annotations
 
 import codecs
-import functools
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.headerregistry import UnstructuredHeader
 from email.message import Message
 from email.parser import BytesParser
-from email.policy import EmailPolicy
 from email.utils import getaddresses
 from functools import cached_property
 from html.parser import HTMLParser
 
 import html2text
-from mailparser_reply import EmailMessage as ReplyParserMessage
+
+from inbox.reply_text import MAX_REPLY_CHARS, strip_reply
+from mailkit.addresses import canonical_address, plain_mailbox
+from mailkit.message_ids import message_id_in, message_ids_in
+from mailkit.policy import PARSING
 
 # Bounds that keep one message's cost small whatever its size: attachments are never decoded, a
 # text part is cut before charset decoding, and the reply parser sees at most MAX_REPLY_CHARS.
 MAX_PART_BYTES = 2_000_000
 MAX_FULL_TEXT_CHARS = 500_000
-MAX_REPLY_CHARS = 100_000
 MAX_HEADER_CHARS = 16_000
 MAX_PARTS_VISITED = 500
 MAX_REFERENCES = 100
 
 _ADDRESS_HEADERS = ("to", "cc", "delivered-to", "x-original-to", "envelope-to")
 _STRUCTURED_ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc", "reply-to", "sender"})
-_MSG_ID = re.compile(r"<([^<>\s]+)>")
 _PLAIN_TEXT = re.compile(r"[\t -~]*")
-# One mailbox in its plainest form: "Name Words <local@domain>" or "local@domain", atoms only
-# (RFC 5322 atext, single spaces, dot-atoms): read the same as the email package's header parser
-# reads it (tests/test_parse.py checks), at a fraction of the cost. Anything else takes the parser.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_DOT_ATOM = rf"{_ATEXT}(?:\.{_ATEXT})*"
-_ADDR_SPEC = rf"{_DOT_ATOM}@{_DOT_ATOM}"
-_PLAIN_MAILBOX = re.compile(
-    rf"(?P<bare>{_ADDR_SPEC})|(?P<name>{_ATEXT}(?: {_ATEXT})*) <(?P<addr>{_ADDR_SPEC})>"
-)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_DOMAIN = re.compile(r"^(?:\[[^\[\]\s]+\]|[^\s@<>()\[\],;:\"\\]+)$")
-_LOCAL = re.compile(r"^[^\s@<>()\[\],;:\\]+$|^\"[^\"\r\n]+\"$")
 
 # Charsets whose labels are routinely wrong in practice, decoded with the superset that real
 # senders use (as web browsers do): "ISO-8859-1" mail is nearly always Windows-1252, and so on.
@@ -72,8 +63,8 @@ _NOT_TEXT_CODECS = frozenset(
 class ParsedMessage:
     """What the inbox needs from one message.
 
-    Addresses are canonical (see canonical_address). envelope_sender is None without a Return-Path
-    and "" for the null sender. in_reply_to holds In-Reply-To then References ids, newest first,
+    Addresses are canonical (mailkit.addresses.canonical_address). envelope_sender is None without a
+    Return-Path and "" for the null sender. in_reply_to holds In-Reply-To then References ids, newest first,
     without brackets. full_text is the whole decoded body, for token search; text (worked out on
     first use: machine mail never needs it) is the sender's new words, with quotes, reply headers
     and signatures removed. headers maps lower-cased names to the first value, decoded on first
@@ -138,27 +129,6 @@ def parse_message(raw: bytes) -> ParsedMessage:
     return _empty(data)
 
 
-def canonical_address(addr: str) -> str:
-    """The comparable form of one address: lowercased, without brackets; "" if not an address."""
-    if not isinstance(addr, str):
-        return ""
-    s = addr.strip()
-    if "<" in s or ">" in s:
-        bracketed = re.search(r"<([^<>]*)>", s)
-        s = bracketed.group(1) if bracketed else s.replace("<", "").replace(">", "")
-    s = s.strip()
-    if s[:7].lower() == "mailto:":
-        s = s[7:]
-    if not s or len(s) > 320 or _CONTROL.search(s):
-        return ""
-    local, at, domain = s.rpartition("@")
-    if not at or not local or not domain or not _DOMAIN.match(domain) or not _LOCAL.match(local):
-        return ""
-    if domain.startswith(".") or domain.endswith(".") or ".." in domain:
-        return ""
-    return s.lower()
-
-
 def message_key(raw: bytes, parsed: ParsedMessage) -> str:
     """A stable key for "have we seen this message": its Message-ID, else a hash of its bytes."""
     if parsed.message_id:
@@ -195,7 +165,7 @@ def _empty(data: bytes) -> ParsedMessage:
 
 
 def _parse(data: bytes, *, headers_only: bool) -> ParsedMessage:
-    msg = BytesParser(policy=_POLICY).parsebytes(data, headersonly=headers_only)
+    msg = BytesParser(policy=PARSING).parsebytes(data, headersonly=headers_only)
     raw_headers = _raw_headers(msg)
     first_values: dict[str, str] = {}
     for name, value in raw_headers:
@@ -229,45 +199,6 @@ def _parse(data: bytes, *, headers_only: bool) -> ParsedMessage:
         headers=headers,
         raw_size=len(data),
     )
-
-
-class _ParsingPolicy(EmailPolicy):
-    """``policy.default`` that builds each distinct header value into a header object once.
-
-    Reading a MIME tree asks for the same Content-Type header a dozen times per part (type,
-    charset, format, name...), and the email package parses it afresh each time: that, not the
-    parsing of the message itself, was most of the cost of reading a message. Header objects are
-    immutable, so one parse can serve every request for the same name and value."""
-
-    def header_fetch_parse(self, name: str, value: str) -> BaseHeader:
-        if type(value) is not str and hasattr(value, "name"):
-            return value  # type: ignore[return-value]
-        return _header_object(self.header_factory, name, value)
-
-
-@functools.lru_cache(maxsize=4096)
-def _header_object(factory: HeaderRegistry, name: str, value: str) -> BaseHeader:
-    """The header object for a raw value, line breaks removed (as EmailPolicy does)."""
-    return factory(name, "".join(_LINESEP.split(value)))
-
-
-class _HeaderRegistry(HeaderRegistry):
-    """The stock registry builds a new class (``type(...)``) for every header; one per name here."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._classes: dict[str, type[BaseHeader]] = {}
-
-    def __getitem__(self, name: str) -> type[BaseHeader]:
-        key = name.lower()
-        cls = self._classes.get(key)
-        if cls is None:
-            cls = self._classes[key] = super().__getitem__(name)
-        return cls
-
-
-_POLICY = _ParsingPolicy(header_factory=_HeaderRegistry())
-_LINESEP = re.compile(r"\n|\r")  # what EmailPolicy.header_fetch_parse removes
 
 
 def _raw_headers(msg: Message) -> list[tuple[str, str]]:
@@ -318,14 +249,14 @@ def _header_text(name: str, value: str) -> str:
         # checks that this shortcut agrees with it.
         return _clean_text(unfolded).strip()
     try:
-        text = str(_header_object(_POLICY.header_factory, name, unfolded))
+        text = str(PARSING.header_factory(name, unfolded))
     except Exception:  # a malformed header falls back to its raw text
         text = unfolded
     return _clean_text(text).strip()
 
 
 def _is_unstructured(name: str) -> bool:
-    return issubclass(_POLICY.header_factory[name], UnstructuredHeader)
+    return issubclass(PARSING.header_factory[name], UnstructuredHeader)
 
 
 def _addresses(name: str, value: str | None) -> list[tuple[str, str]]:
@@ -334,13 +265,12 @@ def _addresses(name: str, value: str | None) -> list[tuple[str, str]]:
         return []
     unfolded = _unfold(value)
     pairs: list[tuple[str, str]] = []
-    plain = _PLAIN_MAILBOX.fullmatch(unfolded) if name in _STRUCTURED_ADDRESS_HEADERS else None
-    if plain is not None and "=?" not in unfolded:
-        # What the header parser reads from such a simple value, without its cost.
-        pairs = [(plain.group("name") or "", plain.group("bare") or plain.group("addr"))]
+    plain = plain_mailbox(unfolded) if name in _STRUCTURED_ADDRESS_HEADERS else None
+    if plain is not None:
+        pairs = [plain]
     elif name in _STRUCTURED_ADDRESS_HEADERS:
         try:
-            header = _header_object(_POLICY.header_factory, name, unfolded)
+            header = PARSING.header_factory(name, unfolded)
             pairs = [(a.display_name, a.addr_spec) for a in header.addresses]
         except Exception:
             pairs = []
@@ -360,12 +290,7 @@ def _addresses(name: str, value: str | None) -> list[tuple[str, str]]:
 def _message_id(value: str | None) -> str | None:
     if value is None:
         return None
-    unfolded = _clean_text(_unfold(value)).strip()
-    bracketed = _MSG_ID.search(unfolded)
-    if bracketed:
-        return bracketed.group(1)
-    token = unfolded.strip("<> \t").split()
-    return token[0][:998] if token else None
+    return message_id_in(_clean_text(_unfold(value)).strip())
 
 
 def _envelope_sender(raw_headers: list[tuple[str, str]]) -> str | None:
@@ -385,9 +310,7 @@ def _thread_ids(raw_headers: list[tuple[str, str]]) -> list[str]:
         value = _first_raw(raw_headers, name)
         if not value:
             continue
-        found = _MSG_ID.findall(_clean_text(_unfold(value)))
-        if not found:
-            found = [t.strip("<>") for t in _unfold(value).split() if "@" in t]
+        found = message_ids_in(_clean_text(_unfold(value)))
         if most_recent_last:
             found.reverse()
         for msg_id in found:
@@ -593,183 +516,3 @@ def _strip_tags(html: str) -> str:
     except Exception:
         return re.sub(r"<[^>]*>", " ", html)
     return "".join(stripper.chunks)
-
-
-# --- reply stripping -----------------------------------------------------------------------------
-
-# Languages given to mail-parser-reply. Kept to those whose signature words cannot start an
-# ordinary line: Danish "Tak"/"Kh" or Swedish "/\w+" would cut a line such as "Taken ill".
-REPLY_LANGUAGES = ("en", "de", "fr", "es", "nl", "it")
-
-_WROTE_VERB = (
-    r"(?:wrote|a\s+écrit|schrieb|escribió|escribio|schreef|escreveu|ha\s+scritto|skrev|napsal"
-    r"|napisał)"
-)
-_WROTE_WITH_LEAD = re.compile(
-    rf"^(?:on|le|am|el|op|em|il|den|dne|w\s+dniu)\s.{{0,400}}?\b{_WROTE_VERB}\b[^\n]{{0,200}}:$",
-    re.IGNORECASE,
-)
-_WROTE_GENERIC = re.compile(rf"^.{{1,300}}?\b{_WROTE_VERB}\b[^\n]{{0,200}}:$", re.IGNORECASE)
-_ORIGINAL_MARKER = re.compile(
-    r"^(?:-{2,}\s*(?:original message|ursprüngliche nachricht|message d['’]origine"
-    r"|mensaje original|oorspronkelijk bericht|originele bericht|mensagem original"
-    r"|messaggio originale|forwarded message|message transféré|weitergeleitete nachricht"
-    r"|mensaje reenviado|mensagem encaminhada)\s*-{2,}|begin forwarded message:"
-    r"|début du message réexpédié\s*:|_{10,})$",
-    re.IGNORECASE,
-)
-_FROM_KEY = re.compile(r"^[*\s]*(?:from|von|de|van|da|från|fra|od|expéditeur|oddi\s+wrth)[*\s]*:", re.I)
-_HEADER_KEY = re.compile(
-    r"^[*\s]*(?:sent|date|gesendet|datum|envoyé|enviado|fecha|verzonden|inviato|data|skickat"
-    r"|sendt|wysłano|anfonwyd|to|an|à|a|para|aan|till|til|do|at|subject|betreff|objet|asunto"
-    r"|onderwerp|oggetto|ämne|emne|temat|assunto|pwnc|cc)[*\s]*:",
-    re.IGNORECASE,
-)
-_SIGNATURE_LINE = re.compile(
-    r"^(?:--|sent from my\b.*|sent from (?:outlook|mail for windows|yahoo mail)\b.*"
-    r"|sent with proton mail\b.*"
-    r"|get outlook for\b.*|envoyé de mon\b.*|envoyé depuis\b.*|von meinem\b.*gesendet.*"
-    r"|gesendet von\b.*|enviado desde mi\b.*|enviado do meu\b.*|enviado de meu\b.*"
-    r"|verzonden (?:vanaf|met) mijn\b.*|verstuurd vanaf mijn\b.*|inviato da\b.*)$",
-    re.IGNORECASE,
-)
-_SEPARATOR_ONLY = re.compile(r"^[\s*_\-=~#•]*$")
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None) | {
-    ord("\xa0"): " ",
-    ord("\u2007"): " ",
-    ord("\u202f"): " ",
-    ord("\t"): " ",
-}
-_MAX_HEADER_LINE = 500
-# mail-parser-reply's "On ... wrote:" patterns take time quadratic in a line's length (a 5,000
-# character line costs about a second), so it only sees texts within these bounds; longer texts
-# keep our own cut, which already removed quotes, reply headers and "-- " signatures.
-LIBRARY_MAX_CHARS = 10_000
-LIBRARY_MAX_LINE = 1_000
-
-
-def strip_reply(text: str) -> str:
-    """The new text of a reply: quoted mail, reply headers and signatures removed."""
-    normalized = _LINE_BREAKS.sub("\n", text[:MAX_REPLY_CHARS]).translate(_INVISIBLE)
-    own = _cut_reply(normalized).strip()
-    if not own:
-        return ""
-    from_library = ""
-    if len(own) <= LIBRARY_MAX_CHARS and max(map(len, own.split("\n"))) <= LIBRARY_MAX_LINE:
-        try:
-            from_library = _library_reply(own)
-        except Exception:  # the library is heuristic; our own cut is always there
-            from_library = ""
-    return _tidy(from_library if from_library.strip() else own)
-
-
-def _library_reply(text: str) -> str:
-    header, disclaimers, signature = _library_patterns()
-    message = ReplyParserMessage(
-        text=text,
-        languages=list(REPLY_LANGUAGES),
-        keep_hyphen_lists=True,
-        _header_regex=header,
-        _disclaimers_regex=disclaimers,
-        _signature_regex=signature,
-    ).read()
-    for reply in message.replies:
-        body = _cut_reply(reply.body)
-        if body.strip():
-            return body
-    return ""
-
-
-@functools.cache
-def _library_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
-    """The library's regular expressions for our languages, built once: it assembles them from
-    its language tables for every message otherwise (the patterns are the same every time)."""
-    template = ReplyParserMessage(text="", languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True)
-    return template.HEADER_REGEX, template.DISCLAIMERS_REGEX, template.SIGNATURE_REGEX
-
-
-def _cut_reply(text: str) -> str:
-    lines = text.split("\n")
-    kept: list[str] = []
-    i = 0
-    while i < len(lines):
-        stripped = lines[i].strip()
-        if stripped.startswith(">"):
-            i += 1
-            continue
-        if _SIGNATURE_LINE.match(stripped) or _ORIGINAL_MARKER.match(stripped):
-            break
-        if _starts_header_block(lines, i):
-            break
-        span = _wrote_header_span(lines, i)
-        if span:
-            if any(line.strip() for line in kept):
-                break
-            # Bottom-posting: the sender's words come after the quote; keep reading.
-            i += span
-            continue
-        kept.append(lines[i])
-        i += 1
-    return "\n".join(kept)
-
-
-def _starts_header_block(lines: list[str], i: int) -> bool:
-    """An Outlook-style "From: ... / Sent: ..." block that introduces the quoted original."""
-    if not _FROM_KEY.match(lines[i]):
-        return False
-    for line in lines[i + 1 : i + 7]:
-        if _HEADER_KEY.match(line):
-            return True
-    return False
-
-
-def _wrote_header_span(lines: list[str], i: int) -> int:
-    """Number of lines of an "On <date>, <name> wrote:" header starting at line i, else 0."""
-    if not lines[i].strip() or len(lines[i]) > _MAX_HEADER_LINE:
-        return 0
-    for span in (1, 2, 3):
-        chunk = lines[i : i + span]
-        if len(chunk) < span or not chunk[-1].strip() or len(chunk[-1]) > _MAX_HEADER_LINE:
-            return 0
-        if span > 1 and _starts_later(chunk):
-            return 0
-        joined = " ".join(line.strip() for line in chunk)
-        if _WROTE_WITH_LEAD.match(joined) and re.search(r"[\d@]", joined):
-            return span
-        if _WROTE_GENERIC.match(joined) and _next_content_is_quoted(lines, i + span):
-            return span
-    return 0
-
-
-def _starts_later(chunk: list[str]) -> bool:
-    """Whether a header seen across these lines begins after the first: a quoted line ("Yes" then
-    Apple Mail's "> On ... wrote:" on the very next line) or a line that opens one on its own
-    ("Yes" then "On <date>, <name> wrote:") is never the continuation of a wrapped header."""
-    for k in range(1, len(chunk)):
-        if chunk[k].lstrip().startswith(">"):
-            return True
-        rest = " ".join(line.strip() for line in chunk[k:])
-        if _WROTE_WITH_LEAD.match(rest) and re.search(r"[\d@]", rest):
-            return True
-    return False
-
-
-def _next_content_is_quoted(lines: list[str], start: int) -> bool:
-    for line in lines[start : start + 5]:
-        if line.strip():
-            return line.lstrip().startswith(">")
-    return False
-
-
-def _tidy(text: str) -> str:
-    lines = [line.rstrip() for line in text.split("\n")]
-    while lines and _SEPARATOR_ONLY.match(lines[-1]):
-        lines.pop()
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    tidy: list[str] = []
-    for line in lines:
-        if not line and tidy and not tidy[-1]:
-            continue
-        tidy.append(line)
-    return "\n".join(tidy)

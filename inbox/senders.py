@@ -10,6 +10,7 @@ import re
 from collections.abc import Collection
 
 from inbox.parse import ParsedMessage
+from mailkit.addresses import is_own_address
 
 # Local parts of mailboxes that machines send from; "-anything" / "+tag" / ".x" suffixes included.
 _MACHINE_LOCAL = re.compile(
@@ -34,14 +35,6 @@ def reason_not_to_answer(parsed: ParsedMessage, own_addresses: Collection[str]) 
     if auto:
         return f"Auto-Submitted: {auto}"
     return ""
-
-
-def is_own_address(address: str, own_addresses: Collection[str]) -> bool:
-    """``address`` (canonical) is one of ours, or a plus-address of one ("coffee+token@...")."""
-    local, _, domain = address.rpartition("@")
-    return bool(address) and (
-        address in own_addresses or f"{local.split('+', 1)[0]}@{domain}" in own_addresses
-    )
 
 
 def auto_submitted(parsed: ParsedMessage) -> str:

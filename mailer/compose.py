@@ -13,104 +13,31 @@ and use CRLF line ends, so they can be stored as an ASCII ``str`` and handed to 
 from __future__ import annotations
 
 import binascii
-import functools
-import io
-import random
 import re
-import secrets
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from email.errors import HeaderParseError
-from email.generator import BytesGenerator
-from email.headerregistry import Address, BaseHeader, HeaderRegistry
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import EmailPolicy
 from email.utils import format_datetime
-from typing import Any
 from urllib.parse import quote
 
 from mailer.render import KINDS, KindSpec, Rendered
 from mailer.settings import MailSettings
+from mailkit.addresses import DOT_ATOM, has_control_characters, is_plain_mailbox, mailbox, one_line
+from mailkit.message_ids import checked_message_id
+from mailkit.policy import SMTP
 from matcher.model import Notice
 
-
-class _HeaderRegistry(HeaderRegistry):
-    """The email package's header registry, minus two costs that dominated building an email.
-
-    The stock registry creates a new class for every header it builds (``type(...)`` per call);
-    here each header name's class is made once. And header objects are immutable, so each distinct
-    (name, text) pair is built once: the From, List-Id, Auto-Submitted, Content-Type... headers
-    that every email repeats are parsed a single time."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._classes: dict[str, type[BaseHeader]] = {}
-        self._from_text = functools.lru_cache(maxsize=2048)(super().__call__)
-        self._from_addresses = functools.lru_cache(maxsize=2048)(self._addresses_header)
-
-    def __getitem__(self, name: str) -> type[BaseHeader]:
-        key = name.lower()
-        cls = self._classes.get(key)
-        if cls is None:
-            cls = self._classes[key] = super().__getitem__(name)
-        return cls
-
-    def __call__(self, name: str, value: Any) -> BaseHeader:
-        if type(value) is str:
-            return self._from_text(name, value)
-        if type(value) is Address:
-            value = (value,)  # what AddressHeader.parse makes of a single address
-        if type(value) is tuple and all(type(a) is Address for a in value):
-            # An address header is fully given by its addresses' parts (From, Reply-To repeat).
-            parts = tuple((a.display_name, a.username, a.domain) for a in value)
-            return self._from_addresses(name, parts)
-        return super().__call__(name, value)
-
-    def _addresses_header(self, name: str, parts: tuple[tuple[str, str, str], ...]) -> BaseHeader:
-        addresses = tuple(Address(display_name=d, username=u, domain=h) for d, u, h in parts)
-        return super().__call__(name, addresses)
-
-
-class _SmtpPolicy(EmailPolicy):
-    """Folds each header object once: a header shared by thousands of emails (see
-    _HeaderRegistry) is not re-folded for each. Folding depends only on the header and on the
-    line length, line separator and utf8 setting, which key the remembered result."""
-
-    def fold_binary(self, name: str, value: Any) -> bytes:
-        if not hasattr(value, "name"):
-            return super().fold_binary(name, value)
-        key = (self.linesep, self.max_line_length, self.utf8)
-        remembered = value.__dict__.get(_FOLDED)
-        if remembered is not None and remembered[0] == key:
-            return remembered[1]
-        folded = super().fold_binary(name, value)
-        value.__dict__[_FOLDED] = (key, folded)
-        return folded
-
-
-_FOLDED = "_unmentoring_folded"
-# CRLF line ends for SMTP, 7-bit transfer encodings so the stored text is plain ASCII, no SMTPUTF8.
-# Lines set raw (set_raw) are written as they are: this module only sets raw lines it has checked.
-POLICY = _SmtpPolicy(
-    linesep="\r\n", cte_type="7bit", utf8=False, header_factory=_HeaderRegistry(), refold_source="none"
-)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 KIND_HEADER = "X-UnMentoring-Kind"
 MAX_7BIT_LINE = 78
 
-_MESSAGE_ID = re.compile(r"^[!#-'*+\-/-9=?A-Z^-~.]+@[A-Za-z0-9.\-\[\]:]+$")
 _CID_REFERENCE = re.compile(r"""cid:([^"'\s>)]+)""")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 class ComposeError(ValueError):
     """A notice that cannot become a valid email (bad address, bad Message-ID, bad image)."""
-
-
-def new_message_id(domain: str) -> str:
-    """A fresh Message-ID (no brackets) on our domain: random: no time, host or process in it."""
-    return f"{secrets.token_hex(16)}@{domain}"
 
 
 def compose(
@@ -121,10 +48,10 @@ def compose(
     if now.tzinfo is None:
         raise ComposeError(f"{kind}: the Date needs a timezone-aware time, got {now!r}")
     names = _display_names(notice)
-    msg = EmailMessage(policy=POLICY)
-    set_header(msg, "Subject", _one_line(rendered.subject))
+    msg = EmailMessage(policy=SMTP)
+    set_header(msg, "Subject", one_line(rendered.subject))
     msg["From"] = Address(
-        display_name=clean_display_name(settings.programme_name),
+        display_name=one_line(settings.programme_name),
         addr_spec=settings.programme_address,
     )
     set_header(msg, "To", _addresses(kind, "To", notice.to, names))
@@ -181,7 +108,7 @@ def plain_header_text(name: str, value: str | tuple[Address, ...] | datetime) ->
             return None
         text = format_datetime(value)  # what the Date header holds and writes
     elif isinstance(value, tuple):
-        if kind not in ("to", "reply-to") or not all(_plain_address(a) for a in value):
+        if kind not in ("to", "reply-to") or not all(is_plain_mailbox(a) for a in value):
             return None
         text = ", ".join(str(a) for a in value)
     elif kind in _STRUCTURED_HEADERS:
@@ -202,21 +129,8 @@ def plain_header_text(name: str, value: str | tuple[Address, ...] | datetime) ->
     return text
 
 
-def _plain_address(address: Address) -> bool:
-    return bool(
-        type(address) is Address
-        and (not address.display_name or _PLAIN_PHRASE.fullmatch(address.display_name))
-        and _DOT_ATOM.fullmatch(address.username)
-        and _DOT_ATOM.fullmatch(address.domain)
-    )
-
-
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_PLAIN_PHRASE = re.compile(rf"{_ATEXT}(?: {_ATEXT})*")
-_DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
-_PLAIN_ADDR_SPEC = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*")
 _PLAIN_WORDS = re.compile(r"[!-~]+(?: [!-~]+)*")  # printable ASCII, single spaces
-_ONE_ID = rf"<{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>"
+_ONE_ID = rf"<{DOT_ATOM.pattern}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>"
 _PLAIN_ID = re.compile(_ONE_ID)
 _PLAIN_IDS = re.compile(rf"{_ONE_ID}(?: {_ONE_ID})*")
 # Headers the email package parses with a grammar of its own (addresses, dates, MIME...).
@@ -237,77 +151,25 @@ _STRUCTURED_HEADERS = frozenset(
 )
 
 
-def message_bytes(msg: EmailMessage) -> bytes:
-    """The message as it goes on the wire: CRLF, 7-bit (what ``msg.as_bytes(policy=POLICY)``
-    gives, a little faster)."""
-    out = io.BytesIO()
-    _Generator(out, mangle_from_=False, policy=POLICY).flatten(msg)
-    return out.getvalue()
-
-
-class _Generator(BytesGenerator):
-    """BytesGenerator without a regular expression compiled per multipart boundary.
-
-    The stock generator checks that a new (random) boundary occurs nowhere in the parts with a
-    regex made for that boundary, which is never in the regex cache: that compilation cost more
-    than writing the parts. A plain substring test gives the same answer when the boundary is
-    absent (the regex needs the substring to match); only a text that holds it takes the stock
-    path, with the same boundary."""
-
-    @classmethod
-    def _make_boundary(cls, text: Any = None) -> str:
-        token = random.randrange(sys.maxsize)
-        boundary = "=" * 15 + f"{token:0{_BOUNDARY_DIGITS}d}" + "=="
-        if text is None:
-            return boundary
-        marker = "--" + boundary
-        if (marker.encode("ascii") if isinstance(text, bytes) else marker) not in text:
-            return boundary
-        candidate, counter = boundary, 0
-        while cls._compile_re("^--" + re.escape(candidate) + "(--)?$", re.MULTILINE).search(text):
-            candidate = f"{boundary}.{counter}"
-            counter += 1
-        return candidate
-
-
-_BOUNDARY_DIGITS = len(repr(sys.maxsize - 1))  # as email.generator pads its boundary tokens
-
-
 def list_unsubscribe(address: str, token: str) -> str:
     """RFC 2369 mailto: link; with the member's token, leaving needs no confirmation round."""
     subject = f"leave {token}" if token else "leave"
     return f"<mailto:{address}?subject={quote(subject, safe='')}>"
 
 
-def clean_display_name(name: str) -> str:
-    """A display name with control characters (CR, LF, tabs...) made spaces, runs collapsed."""
-    return " ".join(_CONTROL.sub(" ", name or "").split())
-
-
 def address_of(kind: str, addr_spec: str, display_name: str = "") -> Address:
     """An ``Address`` for a recipient, or a ComposeError naming the notice kind and the address."""
     text = (addr_spec or "").strip()
-    if not text or _CONTROL.search(text):
+    if not text or has_control_characters(text):
         raise ComposeError(f"{kind}: invalid email address {addr_spec!r}")
     try:
-        address = _address(clean_display_name(display_name), text)
+        address = mailbox(one_line(display_name), text)
     except (ValueError, IndexError, HeaderParseError) as exc:
         raise ComposeError(f"{kind}: invalid email address {addr_spec!r} ({exc})") from None
     if not address.username or not address.domain or not text.isascii():
         # Non-ASCII addresses need SMTPUTF8, which this 7-bit mailer does not speak.
         raise ComposeError(f"{kind}: unsupported email address {addr_spec!r}")
     return address
-
-
-@functools.lru_cache(maxsize=4096)
-def _address(display_name: str, addr_spec: str) -> Address:
-    """Address objects are immutable: the programme's own address is made once. A plain
-    local@domain (dot-atoms, as nearly every address is) is split rather than parsed: the parser
-    reads it as exactly those two parts (tests/test_compose.py checks)."""
-    if _PLAIN_ADDR_SPEC.fullmatch(addr_spec):
-        username, _, domain = addr_spec.rpartition("@")
-        return Address(display_name=display_name, username=username, domain=domain)
-    return Address(display_name=display_name, addr_spec=addr_spec)
 
 
 def normalise_recipients(kind: str, addresses: Iterable[str]) -> list[str]:
@@ -350,16 +212,10 @@ def _addresses(kind: str, header: str, addresses: Sequence[str], names: Mapping[
 
 
 def _check_message_id(kind: str, value: str) -> str:
-    text = (value or "").strip()
-    if text.startswith("<") and text.endswith(">"):
-        text = text[1:-1]
-    if not _MESSAGE_ID.match(text):
-        raise ComposeError(f"{kind}: not a usable Message-ID: {value!r}")
-    return text
-
-
-def _one_line(text: str) -> str:
-    return " ".join(_CONTROL.sub(" ", text).split())
+    try:
+        return checked_message_id(value)
+    except ValueError as exc:
+        raise ComposeError(f"{kind}: {exc}") from None
 
 
 def _text_part(text: str, subtype: str) -> EmailMessage:
@@ -369,7 +225,7 @@ def _text_part(text: str, subtype: str) -> EmailMessage:
     binascii's is C and gives the same encoding, which matters when a round queues thousands of
     messages.
     """
-    part = EmailMessage(policy=POLICY)
+    part = EmailMessage(policy=SMTP)
     data = text.encode("utf-8")
     if data.isascii() and all(len(line) <= MAX_7BIT_LINE for line in text.splitlines()):
         part.set_content(text, subtype=subtype, charset="utf-8", cte="7bit")

@@ -60,16 +60,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mailer.compose import (
-    ComposeError,
-    compose,
-    message_bytes,
-    new_message_id,
-    normalise_recipients,
-)
+from mailer.compose import ComposeError, compose, normalise_recipients
 from mailer.render import Renderer
 from mailer.settings import MailSettings
 from mailer.smtp import SendResult, SmtpSender, SmtpUnavailable, Throttled
+from mailkit.message_ids import new_message_id
+from mailkit.policy import message_bytes
 from matcher.clock import Clock
 from matcher.model import Notice, OutboxEntry, OutboxStatus
 from matcher.storage import fsync_directory

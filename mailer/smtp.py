@@ -33,6 +33,7 @@ from datetime import datetime
 from mailer.settings import SmtpSettings
 from mailer.throttle import Throttle
 from mailkit.credentials import Credential, CredentialError, StaticPassword, login_with
+from mailkit.tls import TlsSetupError, tls_context
 from matcher.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,9 @@ class SmtpSender:
         self._discard()
         s = self.settings
         try:
-            context = ssl.create_default_context(cafile=s.ca_file or None)
-        except (OSError, ssl.SSLError) as exc:
-            raise SmtpUnavailable(f"cannot load the CA file {s.ca_file!r}: {exc}") from None
+            context = tls_context(s.ca_file)
+        except TlsSetupError as exc:
+            raise SmtpUnavailable(str(exc)) from None
         conn: smtplib.SMTP | None = None
         try:
             if s.security == "ssl":

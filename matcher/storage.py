@@ -6,8 +6,9 @@
 - ``TransactionMiddleware`` (a ``Middleware``) reads the file once and keeps changes in memory until the
   transaction commits, so a transaction costs exactly one durable write, and a transaction that raises writes
   nothing.
-- ``DirectTable`` (TinyDB's ``table_class``) changes documents in place: stock TinyDB copies the whole table
-  twice per insert or update, which made every ``put`` cost O(table).
+- ``StoreDB``'s table class changes documents in place: stock TinyDB copies the whole table twice per insert
+  or update, which made every ``put`` cost O(table). It reaches into TinyDB's internals, so it lives apart,
+  marked, in matcher/tinydb_internals.py.
 
 The file is still one JSON object, laid out one table per line with a last line of CRC-32s
 (``"~checksums"``). Opening checks the checksums but decodes a table only when it is first used, and a
@@ -27,15 +28,13 @@ import os
 import re
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinydb import TinyDB
 from tinydb.middlewares import Middleware
 from tinydb.storages import Storage
-from tinydb.table import Table
 
 # The file's last line: {table: [CRC-32, length]} of every table line. Not a TinyDB table: the storage
 # strips it when reading.
@@ -450,47 +449,3 @@ class TransactionMiddleware(Middleware):
         if reverted is None:
             self.cache = self.storage.read()
         return reverted
-
-
-class IntKeyedTable(MutableMapping[int, Any]):
-    """A stored table (str document ids, as JSON has them) seen with int ids, as TinyDB's updaters expect,
-    without copying it."""
-
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self.raw = raw
-
-    def __getitem__(self, doc_id: int) -> Any:
-        return self.raw[str(doc_id)]
-
-    def __setitem__(self, doc_id: int, doc: Any) -> None:
-        self.raw[str(doc_id)] = doc
-
-    def __delitem__(self, doc_id: int) -> None:
-        del self.raw[str(doc_id)]
-
-    def __contains__(self, doc_id: object) -> bool:
-        return str(doc_id) in self.raw
-
-    def __iter__(self) -> Iterator[int]:
-        return (int(doc_id) for doc_id in list(self.raw))
-
-    def __len__(self) -> int:
-        return len(self.raw)
-
-    def clear(self) -> None:
-        self.raw.clear()
-
-
-class DirectTable(Table):
-    """A TinyDB table whose writes change the stored table in place: an insert, or an update or removal by
-    document id, costs O(1) instead of two copies of the whole table."""
-
-    def _update_table(self, updater: Callable[[dict[int, Mapping]], None]) -> None:
-        tables = self._storage.read()
-        updater(IntKeyedTable(tables.for_update(self.name)))  # type: ignore[arg-type]
-        self._storage.write(tables)
-        self.clear_cache()
-
-
-class StoreDB(TinyDB):
-    table_class = DirectTable

@@ -27,11 +27,11 @@ from matcher.model import Group, Member, OutboxEntry, ProcessedMessage, Record, 
 from matcher.storage import (
     AtomicJSONStorage,
     StoreCorrupt,
-    StoreDB,
     StoreError,
     TransactionMiddleware,
     gc_paused,
 )
+from matcher.tinydb_internals import StoreDB
 
 SCHEMA_VERSION = 1
 BACKUPS_KEPT = 3

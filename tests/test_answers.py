@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from inbox.answers import ANSWER_WORDS, Answer, Doubt, Outcome, read_answer
-from inbox.parse import parse_message, strip_reply
+from inbox.parse import parse_message
+from inbox.reply_text import strip_reply
 
 CORPUS = Path(__file__).parent / "data" / "answers"
 EXPECTED: dict[str, dict[str, str]] = json.loads((CORPUS / "expected.json").read_text(encoding="utf-8"))

@@ -16,8 +16,9 @@ from inbox.commands.declaration import EmailCommand, Phrasing, Proof, Registry
 from inbox.commands.registry import COMMANDS
 from inbox.grammar import read_command
 from inbox.parse import parse_message
-from mailer.compose import compose, message_bytes
+from mailer.compose import compose
 from mailer.render import Renderer
+from mailkit.policy import message_bytes
 from tests.test_apply import Harness, only
 from tests.test_render import make_settings
 

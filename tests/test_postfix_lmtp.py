@@ -23,7 +23,8 @@ from typing import TypeVar
 
 import pytest
 
-from inbox.lmtp import LmtpServer, MaildirWriter, MailServerStartError
+from inbox.lmtp import LmtpServer, MailServerStartError
+from mailkit.maildir import MaildirWriter
 from tests.servers import HOST, free_port, wait_until_listening
 
 PROGRAMME = "unmentoring@example.test"

@@ -20,7 +20,8 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from inbox.lmtp import MaildirWriter, MailServerStartError
+from inbox.receiving import MailServerStartError
+from mailkit.maildir import MaildirWriter
 from matcher.clock import FakeClock
 from tests.servers import HOST, free_port
 from unmentoring.config import Config, Imap, Programme, Sandbox, Smtp

@@ -13,7 +13,7 @@ from typing import TextIO
 import click
 from tqdm import tqdm
 
-from inbox.parse import canonical_address
+from mailkit.addresses import canonical_address
 from matcher import members as member_ops
 from matcher import tokens
 from matcher.model import Member, MemberStatus, Notice

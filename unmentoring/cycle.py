@@ -13,8 +13,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from email.utils import make_msgid
 
+from mailkit.message_ids import new_message_id
 from matcher import rounds
 from matcher.calendar import Calendar, RoundDates, current_round, next_round, round_dates_for_id
 from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, RoundState, RoundStep
@@ -215,7 +215,7 @@ class Cycle:
                 "followup_on": dates.followup_on,
             },
             key=f"intro:{group.key}",
-            message_id=make_msgid(domain=self.settings.domain).strip("<>"),
+            message_id=new_message_id(self.settings.domain),
         )
 
     def _ask_one(

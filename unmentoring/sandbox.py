@@ -8,32 +8,19 @@ shows. The service sends its own mail through this server too, so nothing leaves
 
 from __future__ import annotations
 
-import asyncio
 import email
 import hashlib
-import os
 import re
-import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
-
-from inbox.lmtp import (
-    DEFAULT_MAX_MESSAGE_BYTES,
-    EnvelopeSenderCheck,
-    MaildirWriter,
-    MailServerStartError,
-    RunningServer,
-    Trace,
-    describe_os_error,
-    has_control_characters,
-    is_programme_address,
-    stamped,
-)
+from inbox import receiving
+from inbox.receiving import MailServerStartError
+from mailkit import policy
+from mailkit.addresses import is_own_address
+from mailkit.maildir import MaildirWriter, delivered
 from matcher.clock import Clock, SystemClock
 from unmentoring.config import Config
 
@@ -48,8 +35,6 @@ __all__ = [
 
 SERVER_HOSTNAME = "sandbox.localhost"
 _UNSAFE = re.compile(r"[^a-z0-9@._+-]")
-_NAME_TIME = re.compile(r"^(\d+)\.([^.]*)")
-_MICROS = re.compile(r"M(\d{1,6})")
 
 
 def mailbox_folder_name(address: str) -> str:
@@ -83,47 +68,24 @@ class SandboxLayout:
 
     def mailbox_path(self, address: str) -> Path:
         """The Maildir that mail to this address is delivered to (the inbox for the programme)."""
-        if is_programme_address(address, self.programme_address):
+        if is_own_address(address, self.programme_address):
             return self.inbox_path
         return self.mailboxes_path / mailbox_folder_name(address)
 
 
-class _SandboxHandler(EnvelopeSenderCheck):
+class _SandboxHandler(receiving.DeliveringHandler):
     def __init__(self, layout: SandboxLayout, clock: Clock) -> None:
+        super().__init__(clock, SERVER_HOSTNAME)
         self._layout = layout
-        self._clock = clock
 
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
-    ) -> str:
-        if has_control_characters(address) or not address.strip():
-            return "553 5.1.3 Recipient address not allowed"
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(options)
-        return "250 2.1.5 OK"
+    def refusal(self, address: str) -> str | None:
+        return None if address.strip() else "553 5.1.3 Recipient address not allowed"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = bytes(envelope.original_content or b"")
-        received_at = format_datetime(self._clock.now())
-        delivery_id = secrets.token_hex(6)
-        copies: list[tuple[MaildirWriter, bytes]] = []
-        seen: set[str] = set()
-        for recipient in envelope.rcpt_tos:
-            if recipient.lower() in seen:
-                continue
-            seen.add(recipient.lower())
-            trace = Trace.of_session(
-                envelope,
-                session,
-                recipient,
-                by_host=SERVER_HOSTNAME,
-                protocol="ESMTP",
-                received_at=received_at,
-                delivery_id=delivery_id,
-            )
-            writer = MaildirWriter(self._layout.mailbox_path(recipient))
-            copies.append((writer, stamped(raw, trace)))
-        return await asyncio.to_thread(_deliver_all, copies, delivery_id)
+    def deliver(self, raw: bytes, traces: Sequence[receiving.Trace], rcpt_tos: Sequence[str]) -> str:
+        copies = [
+            (MaildirWriter(self._layout.mailbox_path(t.recipient)), receiving.stamped(raw, t)) for t in traces
+        ]
+        return _deliver_all(copies, traces[0].delivery_id)
 
 
 def _deliver_all(copies: list[tuple[MaildirWriter, bytes]], delivery_id: str) -> str:
@@ -136,14 +98,16 @@ def _deliver_all(copies: list[tuple[MaildirWriter, bytes]], delivery_id: str) ->
     except OSError as exc:
         for writer, tmp in prepared:
             writer.discard(tmp)
-        return f"451 4.3.0 Temporary failure storing the message: {describe_os_error(exc)}"
+        return f"451 4.3.0 Temporary failure storing the message: {receiving.describe_os_error(exc)}"
     for writer, tmp in prepared:
         writer.commit(tmp)
     return f"250 2.0.0 OK queued as {delivery_id}"
 
 
-class SandboxServer:
+class SandboxServer(receiving.ReceivingServer):
     """The sandbox's SMTP server (aiosmtpd) writing every message into Maildirs."""
+
+    what = "sandbox mail server"
 
     def __init__(
         self,
@@ -153,14 +117,16 @@ class SandboxServer:
         port: int = 2525,
         *,
         clock: Clock | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_message_bytes: int = receiving.DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
+        super().__init__(
+            host,
+            port,
+            clock=clock or SystemClock(),
+            max_message_bytes=max_message_bytes,
+            hostname=SERVER_HOSTNAME,
+        )
         self.layout = SandboxLayout(Path(sandbox_dir), programme_address)
-        self.host = host
-        self.port = port
-        self._clock = clock or SystemClock()
-        self._max_message_bytes = max_message_bytes
-        self._server = RunningServer("sandbox mail server", host, port)
 
     @property
     def inbox_path(self) -> Path:
@@ -169,8 +135,7 @@ class SandboxServer:
     def mailbox_path(self, address: str) -> Path:
         return self.layout.mailbox_path(address)
 
-    def start(self) -> None:
-        """Listen on host:port; MailServerStartError (clear, immediate) if the port is busy."""
+    def prepare(self) -> _SandboxHandler:
         try:
             MaildirWriter(self.inbox_path).ensure_exists()
             self.layout.mailboxes_path.mkdir(parents=True, exist_ok=True)
@@ -178,18 +143,7 @@ class SandboxServer:
             raise MailServerStartError(
                 f"sandbox mail server: cannot create {self.layout.sandbox_dir}: {exc.strerror}"
             ) from None
-        handler = _SandboxHandler(self.layout, self._clock)
-        self._server.start(handler, SMTP, self._max_message_bytes, SERVER_HOSTNAME)
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> SandboxServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        return _SandboxHandler(self.layout, self._clock)
 
 
 def banner(config: Config) -> str:
@@ -226,7 +180,7 @@ class StoredMessage:
         return self.path.read_bytes()
 
     def parse(self) -> EmailMessage:
-        message = email.message_from_bytes(self.read_bytes(), policy=policy.default)
+        message = email.message_from_bytes(self.read_bytes(), policy=policy.CLIENT)
         assert isinstance(message, EmailMessage)
         return message
 
@@ -237,22 +191,5 @@ def list_maildir(path: Path) -> list[StoredMessage]:
     Reading never moves a file, so numbers stay stable between `read` and `send
     --reply-to-message`. A missing Maildir is simply empty.
     """
-    entries: list[tuple[tuple[int, int, str], Path]] = []
-    for sub in ("new", "cur"):
-        try:
-            with os.scandir(path / sub) as listing:
-                for item in listing:
-                    if not item.name.startswith(".") and item.is_file():
-                        entries.append((_delivery_order(item.name), Path(item.path)))
-        except FileNotFoundError:
-            continue
-    entries.sort()
-    return [StoredMessage(number, file) for number, (_, file) in enumerate(entries, start=1)]
-
-
-def _delivery_order(name: str) -> tuple[int, int, str]:
-    match = _NAME_TIME.match(name)
-    if not match:
-        return (0, 0, name)
-    micros = _MICROS.search(match.group(2))
-    return (int(match.group(1)), int(micros.group(1)) if micros else 0, name)
+    files = delivered(path, missing_ok=True)
+    return [StoredMessage(number, file.path) for number, file in enumerate(files, start=1)]

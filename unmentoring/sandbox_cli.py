@@ -10,20 +10,20 @@ from __future__ import annotations
 import smtplib
 import sys
 from collections.abc import Callable, Sequence
-from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import (
     format_datetime,
     formataddr,
     getaddresses,
-    make_msgid,
     parsedate_to_datetime,
 )
 
 import click
 import html2text
 
+from mailkit import policy
+from mailkit.message_ids import new_message_id
 from matcher.clock import Clock, SystemClock
 from unmentoring.config import Config
 from unmentoring.sandbox import SandboxLayout, StoredMessage, list_maildir
@@ -42,12 +42,12 @@ def build_message(
     clock: Clock,
 ) -> EmailMessage:
     """A plain-text message as a mail client writes it: From, To, Date, Message-ID, Subject."""
-    message = EmailMessage(policy=policy.default)
+    message = EmailMessage(policy=policy.CLIENT)
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     message["Subject"] = subject
     message["Date"] = format_datetime(clock.now())
-    message["Message-ID"] = make_msgid(domain=_domain_of(sender))
+    message["Message-ID"] = f"<{new_message_id(_domain_of(sender))}>"
     message.set_content(body)
     return message
 

@@ -12,7 +12,8 @@ from email.message import Message
 from functools import cached_property
 from typing import Protocol
 
-from inbox.parse import ParsedMessage, canonical_address, decode_bytes
+from inbox.parse import ParsedMessage, decode_bytes
+from mailkit.addresses import canonical_address
 
 # Bounces carry the original message; its attachments say nothing about who bounced, and a
 # detector would spend seconds reading megabytes of base64.

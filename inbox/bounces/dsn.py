@@ -9,7 +9,7 @@ import re
 from email.message import Message
 
 from inbox.bounces.base import Finding, Mail, decode_part
-from inbox.parse import canonical_address
+from mailkit.addresses import canonical_address
 
 
 def detect(mail: Mail) -> Finding | None:

@@ -8,16 +8,16 @@ that cannot be applied gets a clear answer instead (help with a reason, not_memb
 
 from __future__ import annotations
 
-import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from inbox.commands.declaration import Command, Proof, Registry
-from inbox.parse import ParsedMessage, canonical_address
+from inbox.parse import ParsedMessage
 from inbox.settings import InboxSettings
+from mailkit.addresses import canonical_address
+from mailkit.message_ids import is_usable_message_id, new_message_id
 from matcher import members as ops
 from matcher import tokens
 from matcher.model import Group, Member, Notice, OutboxEntry, Token
@@ -25,7 +25,6 @@ from matcher.store import Store
 
 MAX_REFERENCES = 10
 # A Message-ID we can put back in a header (RFC 5322 dot-atom-ish local part @ a domain or literal).
-_USABLE_MESSAGE_ID = re.compile(r"^[!#-'*+\-/-9=?A-Z^-~.]{1,200}@[A-Za-z0-9.\-\[\]:]{1,200}$")
 
 
 @dataclass
@@ -120,8 +119,7 @@ def confirmation(request: Request, member: Member, purpose: str, kind: str) -> N
     """A confirmation request: a fresh token, carried by an email whose Message-ID we choose (so a
     plain reply finds the token through In-Reply-To) and whose Reply-To is our plus-address with the
     token (so a reply finds it even when the client drops the threading headers)."""
-    # Random, so it reveals no time, host or process (unlike email.utils.make_msgid).
-    message_id = f"{secrets.token_hex(16)}@{request.settings.domain}"
+    message_id = new_message_id(request.settings.domain)
     token = tokens.issue_token(
         request.store,
         purpose=purpose,
@@ -164,8 +162,8 @@ def notice(request: Request, kind: str, to: str, values: dict[str, Any]) -> Noti
     # Threading headers are copied from the sender's message: only well-formed ids are, so that a
     # strange Message-ID costs the answer its threading, not the answer itself.
     parsed = request.parsed
-    mid = parsed.message_id if _usable_message_id(parsed.message_id) else None
-    references = [r for r in reversed(parsed.in_reply_to[:MAX_REFERENCES]) if _usable_message_id(r)]
+    mid = parsed.message_id if is_usable_message_id(parsed.message_id) else None
+    references = [r for r in reversed(parsed.in_reply_to[:MAX_REFERENCES]) if is_usable_message_id(r)]
     if mid and mid not in references:
         references.append(mid)
     return Notice(
@@ -177,7 +175,3 @@ def notice(request: Request, kind: str, to: str, values: dict[str, Any]) -> Noti
         references=references if mid else [],
         auto_reply=True,
     )
-
-
-def _usable_message_id(value: str | None) -> bool:
-    return bool(value) and _USABLE_MESSAGE_ID.match(value or "") is not None

@@ -23,6 +23,7 @@ from imapclient.exceptions import CapabilityError, LoginError
 
 from inbox.sources.base import Incoming, SourceError
 from mailkit.credentials import Credential, CredentialError, StaticPassword, login_with
+from mailkit.tls import TlsSetupError, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -391,16 +392,10 @@ class ImapSource:
         return client
 
     def _tls_context(self) -> ssl.SSLContext:
-        # The system trust store, plus the configured CA file; hostname checking stays on.
-        context = ssl.create_default_context()
-        if self._settings.ca_file:
-            try:
-                context.load_verify_locations(cafile=self._settings.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise ImapError(
-                    self._settings, f"cannot load CA file {self._settings.ca_file}: {exc}"
-                ) from exc
-        return context
+        try:
+            return tls_context(self._settings.ca_file)
+        except TlsSetupError as exc:
+            raise ImapError(self._settings, str(exc)) from None
 
     def _drop_connection(self, *, polite: bool = False) -> None:
         client, self._client = self._client, None

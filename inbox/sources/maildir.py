@@ -8,28 +8,15 @@ from __future__ import annotations
 
 import mailbox
 import os
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from inbox.sources.base import Incoming, SourceError
-
-# Delivery names start with the epoch seconds; Python and Dovecot add ".M<microseconds>".
-_NAME_TIME = re.compile(r"^(\d+)\.([^.]*)")
-_MICROS = re.compile(r"M(\d{1,6})")
-_RESERVED = {"tmp", "new", "cur"}
+from mailkit.maildir import SUBDIRS, MaildirFile, delivered
 
 
 class MaildirError(SourceError):
     """A Maildir operation failed; the message names the Maildir and the key."""
-
-
-@dataclass(frozen=True)
-class _Entry:
-    key: str
-    path: Path
-    order: tuple[int, int, str]
 
 
 class MaildirSource:
@@ -47,7 +34,7 @@ class MaildirSource:
         self.path = Path(path)
         try:
             # mailbox.Maildir(create=True) skips tmp/new/cur when the directory already exists.
-            for sub in ("tmp", "new", "cur"):
+            for sub in SUBDIRS:
                 (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
             self._maildir = mailbox.Maildir(self.path, factory=None, create=True)
         except OSError as exc:
@@ -71,28 +58,15 @@ class MaildirSource:
             if raw is not None:
                 yield Incoming(ref=entry.key, raw=raw)
 
-    def _scan(self) -> list[_Entry]:
-        entries: list[_Entry] = []
-        for sub in ("new", "cur"):
-            directory = self.path / sub
-            try:
-                with os.scandir(directory) as listing:
-                    for item in listing:
-                        if item.name.startswith(".") or not item.is_file():
-                            continue
-                        key = item.name.split(self._colon, 1)[0]
-                        try:
-                            mtime_ns = item.stat().st_mtime_ns
-                        except FileNotFoundError:  # moved away since the listing
-                            continue
-                        entries.append(_Entry(key, Path(item.path), _delivery_order(key, mtime_ns)))
-            except OSError as exc:
-                raise MaildirError(f"cannot list {directory}: {exc}") from exc
-        entries.sort(key=lambda e: e.order)
+    def _scan(self) -> list[MaildirFile]:
+        try:
+            entries = delivered(self.path, colon=self._colon)
+        except OSError as exc:
+            raise MaildirError(f"cannot list {self.path}: {exc}") from exc
         self._known = {e.key: e.path for e in entries}
         return entries
 
-    def _read(self, entry: _Entry) -> bytes | None:
+    def _read(self, entry: MaildirFile) -> bytes | None:
         path: Path | None = entry.path
         # Another reader may have moved it from new/ to cur/ (renaming it) since the scan.
         for _ in range(2):
@@ -165,18 +139,8 @@ class MaildirSource:
         self._known.clear()
 
 
-def _delivery_order(key: str, mtime_ns: int) -> tuple[int, int, str]:
-    """Sort key: delivery time in microseconds from the unique name, else the file's mtime."""
-    match = _NAME_TIME.match(key)
-    if match:
-        micros = _MICROS.search(match.group(2))
-        usec = int(micros.group(1)) if micros else 0
-        return (int(match.group(1)) * 1_000_000 + usec, mtime_ns, key)
-    return (mtime_ns // 1000, mtime_ns, key)
-
-
 def _check_folder_name(name: str) -> None:
-    if not name or "/" in name or name.startswith(".") or name in _RESERVED or "\0" in name:
+    if not name or "/" in name or name.startswith(".") or name in SUBDIRS or "\0" in name:
         raise ValueError(f"unusable Maildir folder name {name!r}")
 
 

@@ -1,0 +1,115 @@
+"""Email addresses: their canonical form, which of them are ours, and display names.
+
+An address is compared in its canonical form (``canonical_address``). "Ours" is the programme's
+address or a plus-address of it, ``local+tag@domain``: ``plus_tag`` says which tag, so that
+addresses with a meaning in their tag (confirmation tokens today) are read in one place.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Collection
+from email.headerregistry import Address
+
+# RFC 5322 grammar pieces, in their plainest (unquoted, single-spaced) form: what a fast path may
+# read or write without the email package's parser, because the parser reads them as themselves
+# (tests/test_mailkit_addresses.py checks).
+ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+DOT_ATOM = re.compile(rf"{ATEXT}(?:\.{ATEXT})*")
+PHRASE = re.compile(rf"{ATEXT}(?: {ATEXT})*")
+ADDR_SPEC = re.compile(rf"{DOT_ATOM.pattern}@{DOT_ATOM.pattern}")
+# One mailbox: "Name Words <local@domain>" or "local@domain".
+PLAIN_MAILBOX = re.compile(
+    rf"(?P<bare>{ADDR_SPEC.pattern})|(?P<name>{PHRASE.pattern}) <(?P<addr>{ADDR_SPEC.pattern})>"
+)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_RUNS = re.compile(r"[\x00-\x1f\x7f]+")
+_DOMAIN = re.compile(r"^(?:\[[^\[\]\s]+\]|[^\s@<>()\[\],;:\"\\]+)$")
+_LOCAL = re.compile(r"^[^\s@<>()\[\],;:\\]+$|^\"[^\"\r\n]+\"$")
+_BRACKETED = re.compile(r"<([^<>]*)>")
+MAX_ADDRESS_CHARS = 320
+
+
+def canonical_address(addr: str) -> str:
+    """The comparable form of one address: lowercased, without brackets; "" if not an address."""
+    if not isinstance(addr, str):
+        return ""
+    s = addr.strip()
+    if "<" in s or ">" in s:
+        bracketed = _BRACKETED.search(s)
+        s = bracketed.group(1) if bracketed else s.replace("<", "").replace(">", "")
+    s = s.strip()
+    if s[:7].lower() == "mailto:":
+        s = s[7:]
+    if not s or len(s) > MAX_ADDRESS_CHARS or _CONTROL.search(s):
+        return ""
+    local, at, domain = s.rpartition("@")
+    if not at or not local or not domain or not _DOMAIN.match(domain) or not _LOCAL.match(local):
+        return ""
+    if domain.startswith(".") or domain.endswith(".") or ".." in domain:
+        return ""
+    return s.lower()
+
+
+def plus_tag(address: str, own_address: str) -> str | None:
+    """The tag of ``address`` as a plus-address of ``own_address`` ("" for the address itself),
+    or None when it is neither. Compared in lower case, as people type addresses in any case."""
+    candidate = address.strip().strip("<>").lower()
+    own = own_address.strip().lower()
+    if candidate == own:
+        return ""
+    local, at, domain = candidate.rpartition("@")
+    own_local, _, own_domain = own.rpartition("@")
+    if at and domain == own_domain and local.startswith(own_local + "+"):
+        return local[len(own_local) + 1 :]
+    return None
+
+
+def is_own_address(address: str, own_addresses: str | Collection[str]) -> bool:
+    """``address`` is one of ``own_addresses`` or a plus-address of one of them."""
+    owns = (own_addresses,) if isinstance(own_addresses, str) else own_addresses
+    return any(plus_tag(address, own) is not None for own in owns)
+
+
+def has_control_characters(text: str) -> bool:
+    """True if the text holds a character that must never reach a header (CR, LF, NUL...)."""
+    return _CONTROL.search(text) is not None
+
+
+def one_line(text: str) -> str:
+    """Text for a header (a display name, a subject) on one line: control characters (CR, LF,
+    tabs...) made spaces, runs of spaces collapsed."""
+    return " ".join(_CONTROL_RUNS.sub(" ", text or "").split())
+
+
+@functools.lru_cache(maxsize=4096)
+def mailbox(display_name: str, addr_spec: str) -> Address:
+    """The ``Address`` to write as "Name <addr>": the email package quotes and encodes the name,
+    so no name can inject a header. ``Address`` objects are immutable, so each is made once; a
+    plain local@domain (dot-atoms, as nearly every address is) is split rather than parsed: the
+    parser reads it as exactly those two parts. Raises what ``Address`` raises for a bad address."""
+    if ADDR_SPEC.fullmatch(addr_spec):
+        username, _, domain = addr_spec.rpartition("@")
+        return Address(display_name=display_name, username=username, domain=domain)
+    return Address(display_name=display_name, addr_spec=addr_spec)
+
+
+def is_plain_mailbox(address: Address) -> bool:
+    """True when ``str(address)`` is what the email package writes for it, unquoted and unencoded."""
+    return bool(
+        type(address) is Address
+        and (not address.display_name or PHRASE.fullmatch(address.display_name))
+        and DOT_ATOM.fullmatch(address.username)
+        and DOT_ATOM.fullmatch(address.domain)
+    )
+
+
+def plain_mailbox(text: str) -> tuple[str, str] | None:
+    """(display name, addr-spec) of a header value holding one plain mailbox, else None: what the
+    email package's header parser reads from such a value, without its cost."""
+    match = PLAIN_MAILBOX.fullmatch(text)
+    if match is None or "=?" in text:
+        return None
+    return match.group("name") or "", match.group("bare") or match.group("addr")
