@@ -144,6 +144,7 @@ _ORIGINAL_STARTS = re.compile(
     r")",
     re.IGNORECASE | re.MULTILINE,
 )
+_SUMMARY_LINE = re.compile(r"^(?:subject|date):", re.IGNORECASE)
 _SEPARATOR = re.compile(r"^\W*[|=*_-]{3,}")
 _HEADER_LINE = re.compile(
     r"^(?:received|return-path|from|to|subject|date|message-id|mime-version):", re.IGNORECASE
@@ -178,7 +179,9 @@ def cut_original(text: str) -> str:
     lines = text.split("\n")
     for i in range(1, len(lines) - 1):
         after_break = not lines[i - 1].strip() or _SEPARATOR.match(lines[i - 1])
-        if after_break and _HEADER_LINE.match(lines[i]) and _HEADER_LINE.match(lines[i + 1]):
+        # A report's own summary ("Subject: ...", "Date: ...") is no copy; a copy starts elsewhere.
+        copy_start = _HEADER_LINE.match(lines[i]) and not _SUMMARY_LINE.match(lines[i])
+        if after_break and copy_start and _HEADER_LINE.match(lines[i + 1]):
             return "\n".join(lines[: i - 1])
     return text
 
