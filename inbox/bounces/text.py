@@ -1,4 +1,4 @@
-"""The last resort: a plain-text report in no format we know (small MTAs, appliances, webmail
+"""A plain-text report in no format we know (small MTAs, appliances, webmail
 providers, other languages). Every such report names the failed address in its own words before
 its copy of the original, so: the addresses in the report text (base.Mail.report_text), without
 the mail system's own and the ones the bounce is addressed to, preferring those on a line that
