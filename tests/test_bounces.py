@@ -1,6 +1,8 @@
 """Bounce reading against the corpus of real-style reports in tests/data/bounces (one file per
 MTA or provider and case; manifest.json holds the expected addresses and permanence, or
-"bounce": false for a message that only looks like one), and the detector interface."""
+"bounce": false for a message that only looks like one), the held-out corpus in
+tests/data/bounces-heldout (same layout, written independently of the detectors), and the
+detector interface."""
 
 from __future__ import annotations
 
@@ -14,12 +16,17 @@ from inbox.classify import Kind, classify
 from inbox.parse import parse_message
 
 BOUNCES = Path(__file__).parent / "data" / "bounces"
-MANIFEST: dict[str, dict] = json.loads((BOUNCES / "manifest.json").read_text(encoding="utf-8"))
+HELDOUT = Path(__file__).parent / "data" / "bounces-heldout"
+CORPORA: dict[Path, dict[str, dict]] = {
+    folder: json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    for folder in (BOUNCES, HELDOUT)
+}
+MANIFEST = CORPORA[BOUNCES]
 OWN = ["coffee@unmentoring.example.org"]
 
 
-def classify_file(name: str):
-    raw = (BOUNCES / name).read_bytes()
+def classify_file(name: str, folder: Path = BOUNCES):
+    raw = (folder / name).read_bytes()
     return classify(raw, parse_message(raw), own_addresses=OWN)
 
 
@@ -28,20 +35,27 @@ def mail_of(raw: bytes) -> Mail:
     return Mail.of(raw, parsed, tuple(bounce_signals(parsed)))
 
 
-def test_every_file_has_an_expectation_and_every_expectation_a_file():
-    assert {p.name for p in BOUNCES.glob("*.eml")} == set(MANIFEST)
+@pytest.mark.parametrize("folder", CORPORA, ids=lambda folder: folder.name)
+def test_every_file_has_an_expectation_and_every_expectation_a_file(folder):
+    assert {p.name for p in folder.glob("*.eml")} == set(CORPORA[folder])
 
 
-def test_the_corpus_covers_many_formats():
-    bounces = [name for name, expected in MANIFEST.items() if expected.get("bounce", True)]
+@pytest.mark.parametrize("folder", CORPORA, ids=lambda folder: folder.name)
+def test_the_corpus_covers_many_formats(folder):
+    bounces = [name for name, expected in CORPORA[folder].items() if expected.get("bounce", True)]
     assert len(bounces) >= 150
     assert len({name.split("-")[0] for name in bounces}) >= 40
+    assert len(CORPORA[folder]) - len(bounces) >= 5  # look-alikes that are not bounces
 
 
-@pytest.mark.parametrize("name", sorted(MANIFEST))
-def test_corpus_message(name):
-    expected = MANIFEST[name]
-    result = classify_file(name)
+@pytest.mark.parametrize(
+    ("folder", "name"),
+    [(folder, name) for folder, manifest in CORPORA.items() for name in sorted(manifest)],
+    ids=lambda value: value.name if isinstance(value, Path) else value,
+)
+def test_corpus_message(folder, name):
+    expected = CORPORA[folder][name]
+    result = classify_file(name, folder)
     if expected.get("bounce") is False:
         assert result.kind is not Kind.BOUNCE, result.reason
         return

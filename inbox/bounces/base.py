@@ -137,12 +137,39 @@ _ORIGINAL_STARTS = re.compile(
     r"|------ ?this is a copy of the message|--- ?below this line"
     r"|\*{3,} ?original message"
     r"|-{3,} ?(?:元のメッセージ|原文|Исходное сообщение|Ursprüngliche Nachricht|message d'origine)"
+    r"|included is a copy of the message"
+    # Any separator line announcing the copy, in the report's language: "|---- Message text
+    # follows: ----|", "--- Mensaje original ---", "--- Kopie der Nachricht folgt ---".
+    r"|[|=*_-]{2,}[^\n]{0,40}?(?:original|copy of|cop(?:ia|ie|y)|c[óo]pia|kopi[ae]|text follows"
+    r"|message follows|headers? follow|mensaje|nachricht|wiadomo|bericht)"
     r")",
     re.IGNORECASE | re.MULTILINE,
 )
+_SUMMARY_LINE = re.compile(r"^(?:subject|date):", re.IGNORECASE)
+_SEPARATOR = re.compile(r"^\W*[|=*_-]{3,}")
 _HEADER_LINE = re.compile(
     r"^(?:received|return-path|from|to|subject|date|message-id|mime-version):", re.IGNORECASE
 )
+
+
+# A report sent once the MTA gave up retrying a temporary failure (a server down for days): it says
+# nothing about the address, so it never counts against it unless a permanent reply is quoted.
+_EXPIRED = re.compile(
+    r"could not deliver for the last \d+ seconds|retry timeout exceeded|in the queue too long"
+    r"|delivery retry timeout|message expired|expired after|maximum time in queue|too many retries",
+    re.IGNORECASE,
+)
+_PERMANENT_REPLY = re.compile(r"(?<![\w.@-])5\d\d(?:[ -]|$)|(?<![\w.@-])5\.\d{1,3}\.\d{1,3}\b", re.MULTILINE)
+
+
+def expired_after_temporary_failures(text: str) -> bool:
+    text = without_addresses(text)
+    return bool(_EXPIRED.search(text)) and not _PERMANENT_REPLY.search(text)
+
+
+def without_addresses(text: str) -> str:
+    """The text with its addresses blanked: digits in "ann.lee550@example.org" are no reply code."""
+    return ADDRESS.sub(" ", text)
 
 
 def cut_original(text: str) -> str:
@@ -152,7 +179,10 @@ def cut_original(text: str) -> str:
     # A quoted original without a marker: a block of two or more header lines after a blank line.
     lines = text.split("\n")
     for i in range(1, len(lines) - 1):
-        if not lines[i - 1].strip() and _HEADER_LINE.match(lines[i]) and _HEADER_LINE.match(lines[i + 1]):
+        after_break = not lines[i - 1].strip() or _SEPARATOR.match(lines[i - 1])
+        # A report's own summary ("Subject: ...", "Date: ...") is no copy; a copy starts elsewhere.
+        copy_start = _HEADER_LINE.match(lines[i]) and not _SUMMARY_LINE.match(lines[i])
+        if after_break and copy_start and _HEADER_LINE.match(lines[i + 1]):
             return "\n".join(lines[: i - 1])
     return text
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from inbox.bounces.base import Finding, Mail, canonical_all
+from inbox.bounces.base import Finding, Mail, canonical_all, expired_after_temporary_failures
 
 _MARK = re.compile(r"This is the DragonFly Mail Agent", re.IGNORECASE)
 _FAILED = re.compile(r"There was an error delivering your mail to <([^<>\s]+)>", re.IGNORECASE)
@@ -20,5 +20,7 @@ def detect(mail: Mail) -> Finding | None:
     found = canonical_all(_FAILED.findall(text))
     # dma reports a failure only once it has given up, except for a 4xx it could not retry.
     if _TEMPORARY_REPLY.search(text) and not re.search(r"^\s*5\d\d[ -]", text, re.MULTILINE):
+        return Finding(temporary=found)
+    if expired_after_temporary_failures(text):
         return Finding(temporary=found)
     return Finding(permanent=found)

@@ -7,7 +7,7 @@ from collections.abc import Collection
 
 from flufl.bounce import all_failures
 
-from inbox.bounces.base import Finding, Mail, addresses_in, canonical_all
+from inbox.bounces.base import Finding, Mail, addresses_in, canonical_all, expired_after_temporary_failures
 
 
 def detect(mail: Mail) -> Finding | None:
@@ -23,6 +23,8 @@ def detect(mail: Mail) -> Finding | None:
     found_permanent, found_temporary = _decoded(permanent) & named, _decoded(temporary) & named
     if not (found_permanent or found_temporary):
         return None
+    if expired_after_temporary_failures(mail.report_text):
+        return Finding(temporary=found_permanent | found_temporary)
     return Finding(found_permanent, found_temporary - found_permanent)
 
 

@@ -1,7 +1,8 @@
 """The detectors, in the order they are asked: exact formats first (a DSN's per-recipient
-blocks, an SES notification, a known MTA's wording), flufl.bounce's heuristics next, and the
-plain-text last resort at the end. The first detector that recognises the message answers, so
-a DSN that lists no failure (e.g. "relayed") is never second-guessed from its text."""
+blocks, an SES notification, a known MTA's wording), flufl.bounce's heuristics next, the
+plain-text reading after them, and last a returned original's recipient that the report names by
+local part. The first detector that recognises the message answers, so a DSN that lists no
+failure (e.g. "relayed") is never second-guessed from its text."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from inbox.bounces import (
     dsn,
     failed_recipients_header,
     flufl_detectors,
+    returned_original,
     text,
 )
 from inbox.bounces.base import Detector, Finding, Mail
@@ -22,6 +24,7 @@ DETECTORS: tuple[tuple[str, Detector], ...] = (
     ("X-Failed-Recipients", failed_recipients_header.detect),
     ("flufl.bounce", flufl_detectors.detect),
     ("report text", text.detect),
+    ("returned original's recipient", returned_original.detect),
 )
 
 

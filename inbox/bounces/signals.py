@@ -7,15 +7,20 @@ import re
 
 from inbox.parse import ParsedMessage
 
-_DAEMON_LOCAL = re.compile(r"^(?:mailer-?daemon|mail-?daemon|postmaster)$", re.IGNORECASE)
+_DAEMON_LOCAL = re.compile(r"^(?:mailer-?daemon|mail-?daemon)$", re.IGNORECASE)
 _DAEMON_NAME = re.compile(
-    r"mail delivery (?:system|subsystem|service)|mailer[- ]daemon|postmaster|mail administrator"
+    r"mail delivery(?: (?:system|subsystem|service))?|mailer[- ]daemon|mail administrator"
     r"|mail system administrator",
     re.IGNORECASE,
 )
-# "MAILER-DAEMON <>", "MAILER-DAEMON" or "<MAILER-DAEMON>": a From header the address parser
-# rejects, so parsed.sender is empty.
-_DAEMON_FROM = re.compile(r"^\W*(?:mailer-?daemon|mail-?daemon|postmaster)\b", re.IGNORECASE)
+# "MAILER-DAEMON <>", "MAILER-DAEMON", "<MAILER-DAEMON>" or a bare "<>": a From header the address
+# parser rejects, so parsed.sender is empty.
+_DAEMON_FROM = re.compile(
+    r"^\W*(?:mailer-?daemon|mail-?daemon|postmaster)\b|^[^<>@]*<\s*>\s*$", re.IGNORECASE
+)
+# postmaster@ is also a person's mailbox (a mail admin writing to us): it counts only with a
+# machine trait of its own.
+_POSTMASTER = re.compile(r"^postmaster$", re.IGNORECASE)
 _BOUNCE_SUBJECT = re.compile(
     r"^\s*(?:undeliver(?:able|ed)|mail delivery failed|delivery status notification"
     r"|failure notice|returned mail|delivery failure|delivery has failed|mail system error"
@@ -30,7 +35,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"|недоставленное сообщение|не удалось доставить|ошибка доставки"
     r"|配信(?:エラー|不能|失敗)|メール配信に失敗|送信エラー|未送達|退信|系统退信"
     r"|delayed mail|warning: message \S+ delayed|message delivery delay|delivery delayed"
-    r"|delivery status notification \(delay\))",
+    r"|delivery status notification \(delay\)|there was an error sending your mail)",
     re.IGNORECASE,
 )
 _WARNING_SUBJECT = re.compile(
@@ -56,30 +61,42 @@ MACHINE_SIGNALS = frozenset({NULL_SENDER, MAIL_SYSTEM, "multipart/report", "X-Fa
 
 def bounce_signals(parsed: ParsedMessage) -> list[str]:
     """Why this message may be a delivery report; empty when nothing suggests it."""
-    signals = []
-    if parsed.envelope_sender == "":
-        signals.append(NULL_SENDER)
+    signals = [NULL_SENDER] if parsed.envelope_sender == "" else []
+    traits = _report_traits(parsed)
+    if _from_mail_system(parsed, also_machine_made=bool(signals or traits)):
+        signals.append(MAIL_SYSTEM)
+    return signals + traits
+
+
+def _from_mail_system(parsed: ParsedMessage, *, also_machine_made: bool) -> bool:
     local = parsed.sender.rpartition("@")[0]
     envelope_local = (parsed.envelope_sender or "").rpartition("@")[0]
-    if (
+    name = parsed.sender_name.strip()
+    if _POSTMASTER.match(local) or _POSTMASTER.fullmatch(name):
+        automatic = parsed.headers.get("auto-submitted", "no").strip().lower() != "no"
+        return also_machine_made or automatic
+    return bool(
         _DAEMON_LOCAL.match(local)
         or _DAEMON_LOCAL.match(envelope_local)
-        or _DAEMON_NAME.fullmatch(parsed.sender_name.strip())
+        or _DAEMON_NAME.fullmatch(name)
         or (not parsed.sender and _DAEMON_FROM.match(parsed.headers.get("from", "")))
-    ):
-        signals.append(MAIL_SYSTEM)
+    )
+
+
+def _report_traits(parsed: ParsedMessage) -> list[str]:
+    traits = []
     content_type, report_type = content_type_of(parsed)
     if content_type == "multipart/report" and report_type != "disposition-notification":
-        signals.append("multipart/report")
+        traits.append("multipart/report")
     if "x-failed-recipients" in parsed.headers:
-        signals.append("X-Failed-Recipients")
+        traits.append("X-Failed-Recipients")
     if "x-amz-sns-message-id" in parsed.headers or (
         parsed.full_text.lstrip().startswith("{") and '"notificationType"' in parsed.full_text
     ):
-        signals.append(NOTIFICATION)
+        traits.append(NOTIFICATION)
     if _BOUNCE_SUBJECT.match(parsed.subject):
-        signals.append("bounce subject")
-    return signals
+        traits.append("bounce subject")
+    return traits
 
 
 def is_warning_only(parsed: ParsedMessage, report_text: str) -> bool:

@@ -1,4 +1,4 @@
-"""The last resort: a plain-text report in no format we know (small MTAs, appliances, webmail
+"""A plain-text report in no format we know (small MTAs, appliances, webmail
 providers, other languages). Every such report names the failed address in its own words before
 its copy of the original, so: the addresses in the report text (base.Mail.report_text), without
 the mail system's own and the ones the bounce is addressed to, preferring those on a line that
@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import re
 
-from inbox.bounces.base import Finding, Mail, addresses_in, canonical_all
+from inbox.bounces.base import (
+    Finding,
+    Mail,
+    addresses_in,
+    canonical_all,
+    expired_after_temporary_failures,
+    without_addresses,
+)
 from inbox.bounces.signals import MACHINE_SIGNALS
 
 _SYSTEM_LOCAL = re.compile(
@@ -17,10 +24,16 @@ _SYSTEM_LOCAL = re.compile(
     r"|bounces?|bounce-[^@]*|double-bounce|help|support|helpdesk|security|admin|webmaster)$",
     re.IGNORECASE,
 )
-# The original sender, the report's own addresses, help lines: never the failed recipient.
+# The original sender, the report's own addresses, message ids: never the failed recipient.
 _NOT_A_RECIPIENT_LINE = re.compile(
-    r"^\W*(?:from|sender|reply-to|return-path|mail from|envelope-from|sent by)\b"
-    r"|\b(?:contact|please (?:visit|write|email)|for (?:more )?(?:help|assistance|information))\b",
+    r"^\W*(?:from|sender|reply-to|return-path|mail from|envelope-from|sent by"
+    r"|message-id|in-reply-to|references|original-envelope-id)\b",
+    re.IGNORECASE,
+)
+# A help line's address follows its phrase ("For more information, contact postmaster@...");
+# what comes before it on the line ("Your message to ann@... was blocked.") is still the report's.
+_HELP = re.compile(
+    r"\b(?:contact|please (?:visit|write|email)|for (?:more )?(?:help|assistance|information))\b",
     re.IGNORECASE,
 )
 _FAILURE_LINE = re.compile(
@@ -32,12 +45,12 @@ _FAILURE_LINE = re.compile(
     re.IGNORECASE,
 )
 _PERMANENT = re.compile(
-    r"(?<![\d.])5\d\d\b|(?<![\d.])5\.\d{1,3}\.\d{1,3}|permanent|fatal|given up|giving up|not be delivered"
+    r"(?<![\w.@-])5\d\d\b|(?<![\w.@-])5\.\d{1,3}\.\d{1,3}|permanent|fatal|given up|giving up|not be delivered"
     r"|no mailbox|user unknown|unknown user|does not exist|doesn't exist|no such user",
     re.IGNORECASE,
 )
 _TEMPORARY = re.compile(
-    r"(?<![\d.])4\d\d\b|(?<![\d.])4\.\d{1,3}\.\d{1,3}|temporar|try again later", re.IGNORECASE
+    r"(?<![\w.@-])4\d\d\b|(?<![\w.@-])4\.\d{1,3}\.\d{1,3}|temporar|try again later", re.IGNORECASE
 )
 
 
@@ -51,14 +64,20 @@ def detect(mail: Mail) -> Finding | None:
     for line in text.split("\n"):
         if "@" not in line or _NOT_A_RECIPIENT_LINE.search(line):
             continue
-        for address in addresses_in(line):
+        for address in addresses_in(_HELP.split(line, 1)[0]):
             if address in excluded or _SYSTEM_LOCAL.match(address.rpartition("@")[0]):
                 continue
             (strong if _FAILURE_LINE.search(line) else weak).setdefault(address, None)
     found = frozenset(strong or weak)
     if not found:
         return None
-    if _TEMPORARY.search(text) and not _PERMANENT.search(text):
+    return finding_from_wording(found, text)
+
+
+def finding_from_wording(found: frozenset[str], text: str) -> Finding:
+    """Permanent unless the report reads as temporary only, or as given up after retrying."""
+    words = without_addresses(text)
+    if (_TEMPORARY.search(words) and not _PERMANENT.search(words)) or expired_after_temporary_failures(text):
         return Finding(temporary=found)
     return Finding(permanent=found)
 
