@@ -72,7 +72,6 @@ def intro_notices(count: int) -> list[Notice]:
                     "followup_on": date(2026, 12, 14),
                 },
                 key=f"intro:2026-12:{n + 1}",
-                reply_to=addresses,
             )
         )
     return notices

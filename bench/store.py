@@ -4,7 +4,7 @@
     .venv/bin/python bench/store.py --members 20000 --groups 120000 --updates 2000
 
 Builds a database of N members and 12 monthly rounds of pairs (6 x N groups, about half with an
-outcome, every one with its intro Message-ID) through ``Store.put_many``, then in the same process:
+outcome) through ``Store.put_many``, then in the same process:
 
   open_s            ``Store.open`` of that file (lock, read, checksums, backup, schema check)
   update_commit_s   ``--updates`` single-member updates in ONE ``store.transaction()``: read the member by
@@ -76,16 +76,7 @@ def build_database(path: Path, members: int, groups: int, seed: int = SEED) -> l
             outcomes = {}
             if rng.random() < 0.5:
                 outcomes = {pair[0]: Outcome(Result.MET, "", start + timedelta(days=30 * r + 10))}
-            made.append(
-                Group(
-                    round_id,
-                    n + 1,
-                    pair,
-                    host=pair[0],
-                    outcomes=outcomes,
-                    intro_message_id=f"{rng.getrandbits(128):032x}@unmentoring.example.org",
-                )
-            )
+            made.append(Group(round_id, n + 1, pair, host=pair[0], outcomes=outcomes))
     with Store.open(path) as store, store.transaction():
         store.put_many(people)
         store.put_many(made)

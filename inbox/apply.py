@@ -27,8 +27,6 @@ from matcher.store import Store
 
 log = logging.getLogger(__name__)
 
-_OUTCOME_KEY_KINDS = ("followup", "reminder")
-
 
 # -- bounces
 
@@ -141,19 +139,8 @@ def _is_confirmation(command: Command | None, found: list[Token]) -> bool:
 def _group_named_by_reply(msg: Request, member: Member) -> Group | None:
     """The group whose intro, follow-up or reminder this message answers, if the member is in it."""
     for mid in msg.parsed.in_reply_to[:MAX_REFERENCES]:
-        group = msg.store.find_one(Group, "intro_message_id", mid)
-        if group is None:
-            entry = msg.store.find_one(OutboxEntry, "message_id", mid)
-            group_key = _group_key_of_entry(entry) if entry is not None else None
-            group = msg.store.get(Group, group_key) if group_key else None
+        entry = msg.store.find_one(OutboxEntry, "message_id", mid)
+        group = msg.store.get(Group, entry.group_id) if entry is not None and entry.group_id else None
         if group is not None and member.id in group.members:
             return group
-    return None
-
-
-def _group_key_of_entry(entry: OutboxEntry) -> str | None:
-    """ "followup:<round>:<n>:<member>" / "reminder:..." / "intro:<round>:<n>" -> "<round>:<n>"."""
-    parts = entry.key.split(":")
-    if parts[0] in _OUTCOME_KEY_KINDS and len(parts) == 4 or parts[0] == "intro" and len(parts) == 3:
-        return f"{parts[1]}:{parts[2]}"
     return None

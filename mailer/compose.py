@@ -41,9 +41,19 @@ class ComposeError(ValueError):
 
 
 def compose(
-    notice: Notice, rendered: Rendered, settings: MailSettings, *, now: datetime, message_id: str
+    notice: Notice,
+    rendered: Rendered,
+    settings: MailSettings,
+    *,
+    now: datetime,
+    message_id: str,
+    thread: Sequence[str] = (),
+    reply_to: Sequence[str] = (),
+    images: Mapping[str, bytes] | None = None,
 ) -> EmailMessage:
-    """The email for ``notice``; ``message_id`` without brackets, ``now`` timezone-aware."""
+    """The email for ``notice``; ``now`` timezone-aware. The rest is mailer/headers.py's ``Framing``:
+    ``message_id`` without brackets, ``thread`` the ids it answers (oldest first), ``reply_to``
+    (default: the programme address), ``images`` (content-id -> PNG)."""
     kind = notice.kind
     if now.tzinfo is None:
         raise ComposeError(f"{kind}: the Date needs a timezone-aware time, got {now!r}")
@@ -58,16 +68,13 @@ def compose(
     set_header(
         msg,
         "Reply-To",
-        _addresses(kind, "Reply-To", notice.reply_to or [settings.programme_address], names),
+        _addresses(kind, "Reply-To", list(reply_to) or [settings.programme_address], names),
     )
     set_header(msg, "Date", now)
     set_header(msg, "Message-ID", f"<{_check_message_id(kind, message_id)}>")
-    if notice.in_reply_to:
-        set_header(msg, "In-Reply-To", f"<{_check_message_id(kind, notice.in_reply_to)}>")
-    references = [_check_message_id(kind, r) for r in notice.references]
-    if notice.in_reply_to and not references:
-        references = [_check_message_id(kind, notice.in_reply_to)]
+    references = [_check_message_id(kind, r) for r in thread]
     if references:
+        set_header(msg, "In-Reply-To", f"<{references[-1]}>")
         set_header(msg, "References", " ".join(f"<{r}>" for r in references))
     set_header(msg, "Auto-Submitted", "auto-replied" if notice.auto_reply else "auto-generated")
     set_header(msg, "List-Id", f"<{settings.list_id}>")
@@ -79,7 +86,7 @@ def compose(
     else:
         set_header(msg, "List-Unsubscribe", unsubscribe)
     set_header(msg, KIND_HEADER, kind)
-    _set_bodies(msg, kind, rendered, notice.images)
+    _set_bodies(msg, kind, rendered, images or {})
     return msg
 
 

@@ -61,10 +61,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mailer.compose import ComposeError, compose, normalise_recipients
-from mailer.render import Renderer
+from mailer.headers import Framing, framing
+from mailer.render import Rendered, Renderer
 from mailer.settings import MailSettings
 from mailer.smtp import SendResult, SmtpSender, SmtpUnavailable, Throttled
-from mailkit.message_ids import new_message_id
 from mailkit.policy import message_bytes
 from matcher.clock import Clock
 from matcher.model import Notice, OutboxEntry, OutboxStatus
@@ -294,8 +294,19 @@ class Outbox:
         """The email ``notice`` would become, not stored (previews); bytes() gives the wire form.
         Raises ``RenderError`` or ``ComposeError`` when it cannot be built."""
         rendered = self.renderer.render(notice.kind, notice.values, to=notice.to)
-        message_id = (notice.message_id or "").strip("<>") or new_message_id(self.settings.domain)
-        return compose(notice, rendered, self.settings, now=self.clock.now(), message_id=message_id)
+        return self._compose(notice, rendered, framing(self.store, self.settings, notice), self.clock.now())
+
+    def _compose(self, notice: Notice, rendered: Rendered, frame: Framing, now: datetime) -> EmailMessage:
+        return compose(
+            notice,
+            rendered,
+            self.settings,
+            now=now,
+            message_id=frame.message_id,
+            thread=frame.thread,
+            reply_to=frame.reply_to,
+            images=frame.images,
+        )
 
     def requeue(self, entries: Iterable[OutboxEntry]) -> list[OutboxEntry]:
         """Queue failed (or deferred) entries again, due now, attempts counted afresh; call inside a
@@ -319,19 +330,22 @@ class Outbox:
         """The entry for ``notice`` and its message (b"" when it cannot be built: the entry says
         why)."""
         now = self.clock.now()
+        rendered = self.renderer.render(notice.kind, notice.values, to=notice.to)
+        frame = framing(self.store, self.settings, notice)
         entry = OutboxEntry(
             key=key,
             kind=notice.kind,
             envelope_from=self.settings.envelope_from,
             recipients=list(notice.to),
-            message_id=(notice.message_id or "").strip("<>") or new_message_id(self.settings.domain),
+            message_id=frame.message_id,
             queued_at=now,
             next_attempt_at=now,
+            round_id=notice.round_id,
+            group_id=notice.group_id,
         )
-        rendered = self.renderer.render(notice.kind, notice.values, to=notice.to)
         try:
             recipients = normalise_recipients(notice.kind, notice.to)
-            msg = compose(notice, rendered, self.settings, now=now, message_id=entry.message_id)
+            msg = self._compose(notice, rendered, frame, now)
             body = message_bytes(msg)
             body.decode("ascii")  # 7-bit, as SMTP without SMTPUTF8 needs
         except (ComposeError, UnicodeDecodeError) as exc:

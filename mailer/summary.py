@@ -71,16 +71,16 @@ def build_summary(store: Store, round_id: str, mail: MailSettings) -> Notice:
     nodes = _nodes(by_id, {mid for g in groups for mid in g.members})
     met_pairs = met_pair_counts(store, [r.id for r in all_rounds if r.ordinal <= this.ordinal])
     met_nodes = _nodes(by_id, {mid for pair in met_pairs for mid in pair})
-    images = {
-        "growth": growth_chart_png(growth, title=f"{mail.programme_name}: members over time"),
-        "network": round_network_png(nodes, round_edges(groups), title=title, seed=this.seed),
-        "met_network": met_network_png(
-            met_nodes,
-            [(a, b, n) for (a, b), n in sorted(met_pairs.items())],
-            title=f"{mail.programme_name}: who has met whom so far",
-            seed=this.seed,
-        ),
-    }
+    pictures = SummaryPictures(
+        programme=mail.programme_name,
+        title=title,
+        seed=this.seed,
+        growth=growth,
+        nodes=nodes,
+        edges=round_edges(groups),
+        met_nodes=met_nodes,
+        met_edges=[(a, b, n) for (a, b), n in sorted(met_pairs.items())],
+    )
     return Notice(
         kind="summary",
         to=list(mail.organisers),
@@ -94,15 +94,45 @@ def build_summary(store: Store, round_id: str, mail: MailSettings) -> Notice:
             "reasons": reasons,
             "ghosts": [m.display_name for m in report.ghosts],
             "disabled": [m.address for m in members if m.status is MemberStatus.DISABLED],
-            "images": list(images),
+            "images": list(SummaryPictures.NAMES),
+            "pictures": pictures,
             "growth": [
                 {"month": p.month, "members": p.members, "joins": p.joins, "leaves": p.leaves}
                 for p in growth[-ROUNDS_SHOWN:]
             ],
         },
         key=f"summary:{round_id}",
-        images=images,
+        round_id=round_id,
     )
+
+
+@dataclass(frozen=True)
+class SummaryPictures:
+    """What the summary's three pictures show; the mailer draws them when it builds the email
+    (mailer/headers.py ``Pictures``)."""
+
+    NAMES = ("growth", "network", "met_network")
+
+    programme: str
+    title: str
+    seed: int
+    growth: list[MonthPoint]
+    nodes: list[Node]
+    edges: list[Edge]
+    met_nodes: list[Node]
+    met_edges: list[tuple[str, str, int]]
+
+    def draw(self) -> dict[str, bytes]:
+        return {
+            "growth": growth_chart_png(self.growth, title=f"{self.programme}: members over time"),
+            "network": round_network_png(self.nodes, self.edges, title=self.title, seed=self.seed),
+            "met_network": met_network_png(
+                self.met_nodes,
+                self.met_edges,
+                title=f"{self.programme}: who has met whom so far",
+                seed=self.seed,
+            ),
+        }
 
 
 def growth_points(members: list[Member], *, until: tuple[int, int]) -> list[MonthPoint]:

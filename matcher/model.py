@@ -182,10 +182,10 @@ class Group(Record):
     members: list[str]  # member ids
     host: str
     outcomes: dict[str, Outcome] = field(default_factory=dict)
-    intro_message_id: str | None = None
 
     @property
     def key(self) -> str:
+        """The group's id in the store; records that refer to a group hold it (``OutboxEntry.group_id``)."""
         return f"{self.round_id}:{self.number}"
 
     @property
@@ -229,7 +229,7 @@ class Token(Record):
 
 @dataclass(init=False)
 class OutboxEntry(Record):
-    key: str  # idempotency key, e.g. "intro:2026-12:7"
+    key: str  # idempotency key, e.g. "intro:2026-12:7": opaque, compared whole, never taken apart
     kind: str  # template name
     envelope_from: str
     recipients: list[str]
@@ -243,6 +243,8 @@ class OutboxEntry(Record):
     queued_at: datetime | None = None
     next_attempt_at: datetime | None = None
     sent_at: datetime | None = None
+    round_id: str = ""  # the round the email is about, if any
+    group_id: str = ""  # the group it is about (Group.key): a reply to it names that group
 
     def __init__(
         self,
@@ -258,6 +260,8 @@ class OutboxEntry(Record):
         queued_at: datetime | None = None,
         next_attempt_at: datetime | None = None,
         sent_at: datetime | None = None,
+        round_id: str = "",
+        group_id: str = "",
         *,
         raw: str = "",
     ) -> None:
@@ -277,6 +281,8 @@ class OutboxEntry(Record):
         self.queued_at = queued_at
         self.next_attempt_at = next_attempt_at
         self.sent_at = sent_at
+        self.round_id = round_id
+        self.group_id = group_id
 
     @property
     def raw(self) -> str:
@@ -292,19 +298,21 @@ class OutboxEntry(Record):
 
 @dataclass
 class Notice:
-    """Something the service must say: plain data for the mailer to render, queue and send.
+    """Something the service must say, to whom, and what it is about: plain data.
 
-    Not stored: the outbox stores the rendered message instead.
+    The mailer turns it into an email (mailer/outbox.py, mailer/headers.py): it chooses the Message-ID
+    unless one is given, threads a group's follow-ups under its introduction, sets Reply-To and draws
+    the pictures. Not stored: the outbox stores the rendered message instead.
     """
 
     kind: str  # template name, e.g. "confirm_join", "welcome", "intro", "summary"
     to: list[str]  # recipient addresses (an intro goes To every member of the group)
     values: dict[str, Any] = field(default_factory=dict)  # what the template shows
     key: str = ""  # idempotency key for the outbox, e.g. "intro:2026-12:7"
-    message_id: str | None = None  # pre-assigned Message-ID (no brackets) when the caller must know it
-    in_reply_to: str | None = None  # Message-ID (no brackets) of the message this answers or follows
-    references: list[str] = field(default_factory=list)
-    reply_to: list[str] = field(default_factory=list)  # default: the programme address
+    round_id: str = ""  # the round it is about (kept on the outbox entry)
+    group_id: str = ""  # the group it is about (Group.key; kept on the outbox entry)
+    token: str = ""  # a confirmation token the email carries: a reply to it confirms
+    message_id: str | None = None  # a Message-ID chosen beforehand (no brackets): the token remembers it
+    thread: list[str] = field(default_factory=list)  # the conversation it answers, oldest first
     unsubscribe_token: str = ""  # the member's token for List-Unsubscribe (single-recipient mail)
-    auto_reply: bool = False  # an answer to a person's message: Auto-Submitted: auto-replied
-    images: dict[str, bytes] = field(default_factory=dict)  # content-id -> PNG, inline and attached
+    auto_reply: bool = False  # an answer to a person's message, not mail we start

@@ -254,33 +254,6 @@ def preview_round(store: Store, dates: RoundDates, *, seed: int | None = None) -
     )
 
 
-def format_preview(preview: RoundPreview) -> str:
-    """Plain text for the organiser: each group with names, organisations and any warnings."""
-    state = "already started; recorded groups" if preview.already_started else "preview"
-    lines = [
-        f"Round {preview.round_id} starting {preview.starts_on.isoformat()} ({state}, seed {preview.seed})",
-        f"{preview.people} people in {len(preview.groups)} groups; "
-        f"{preview.repeats} repeated pairs, {preview.same_org} same-organisation pairs",
-        "",
-    ]
-    for group in preview.groups:
-        people = "; ".join(_describe(m) for m in group.members)
-        lines.append(f"Group {group.number}: {people}  [host: {_name(group.host)}]")
-        for a, b, round_id in group.repeats:
-            lines.append(f"    repeat: {_name(a)} and {_name(b)} last met in round {round_id}")
-        for a, b in group.same_org:
-            lines.append(f"    same organisation: {_name(a)} and {_name(b)} ({a.org.strip()})")
-        if not group.repeats and not group.same_org:
-            lines.append("    no repeat, no shared organisation")
-    if preview.unpaired:
-        lines.append("")
-        names = ", ".join(_describe(m) for m in preview.unpaired)
-        lines.append(f"Unpaired (nobody to pair with): {names}")
-    if not preview.groups and not preview.unpaired:
-        lines.append("Nobody is eligible for this round.")
-    return "\n".join(lines) + "\n"
-
-
 # -- groups and outcomes
 
 
@@ -490,14 +463,3 @@ def _history(store: Store, *, before: int) -> list[PastGroup]:
 def _round_label(ordinal: int) -> str:
     year, month_index = divmod(ordinal, 12)
     return f"{year:04d}-{month_index + 1:02d}"
-
-
-def _name(member: Member) -> str:
-    if member.erased or not (member.name or member.address):
-        return f"(erased member {member.id})"
-    return member.display_name
-
-
-def _describe(member: Member) -> str:
-    org = member.org.strip()
-    return f"{_name(member)} ({org})" if org else f"{_name(member)} (no organisation)"

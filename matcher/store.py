@@ -33,7 +33,7 @@ from matcher.storage import (
 )
 from matcher.tinydb_internals import StoreDB
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BACKUPS_KEPT = 3
 META_TABLE = "meta"
 
@@ -103,7 +103,6 @@ TABLES: tuple[TableSpec, ...] = (
         {
             "round_id": lambda d: d["round_id"],
             "member": lambda d: tuple(d["members"]),
-            "intro_message_id": lambda d: d.get("intro_message_id"),
         },
     ),
     TableSpec("processed", ProcessedMessage, lambda d: d["key"], {"status": lambda d: d["status"]}),
@@ -122,7 +121,12 @@ TABLES: tuple[TableSpec, ...] = (
         OutboxEntry,
         lambda d: d["key"],
         # body_name: the file name of a spooled message, so the outbox finds files nothing refers to
-        {"status": lambda d: d["status"], "message_id": lambda d: d["message_id"], "body_name": _body_name},
+        {
+            "status": lambda d: d["status"],
+            "message_id": lambda d: d["message_id"],
+            "group_id": lambda d: d.get("group_id") or None,
+            "body_name": _body_name,
+        },
     ),
 )
 SPEC_BY_RECORD: Mapping[type[Record], TableSpec] = {t.record: t for t in TABLES}
@@ -203,7 +207,34 @@ class TableIndexes:
 
 # MIGRATIONS[n] upgrades a raw document (table name -> {id: document}) from schema n to n + 1, in place.
 Migration = Callable[[MutableMapping[str, Any]], None]
-MIGRATIONS: Mapping[int, Migration] = {}
+
+
+def _typed_outbox_references(data: MutableMapping[str, Any]) -> None:
+    """Schema 1 -> 2: outbox entries name their round and group in fields (round_id, group_id) instead
+    of inside their key, and a group's introduction is known by its outbox entry, not by a Message-ID
+    kept on the group. Schema-1 keys are read here, once; nothing else takes a key apart."""
+    outbox = data.setdefault("outbox", {})
+    for doc in outbox.values():
+        kind, *rest = str(doc.get("key", "")).split(":")
+        if kind in ("intro", "followup", "reminder") and len(rest) >= 2 and rest[1].isdigit():
+            doc["round_id"], doc["group_id"] = rest[0], f"{rest[0]}:{rest[1]}"
+        elif kind in ("ghost", "summary") and rest:
+            doc["round_id"] = rest[0]
+    introduced = {doc.get("message_id"): doc for doc in outbox.values()}
+    for group in data.get("groups", {}).values():
+        message_id = group.pop("intro_message_id", None)
+        group_id = f"{group['round_id']}:{group['number']}"
+        if not message_id:
+            continue
+        entry = introduced.get(message_id)
+        if entry is None:  # its entry is gone: keep what a reply needs to find the group
+            entry = {"key": f"intro:{group_id}", "kind": "intro", "envelope_from": "", "recipients": []}
+            entry.update(message_id=message_id, status="sent")
+            outbox[str(max((int(i) for i in outbox), default=0) + 1)] = entry
+        entry["round_id"], entry["group_id"] = group["round_id"], group_id
+
+
+MIGRATIONS: Mapping[int, Migration] = {1: _typed_outbox_references}
 
 
 def migrate(data: MutableMapping[str, Any], path: Path, migrations: Mapping[int, Migration]) -> bool:

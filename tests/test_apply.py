@@ -6,6 +6,7 @@ recipient, values) and on the store.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -31,7 +32,7 @@ from matcher.model import (
     RoundState,
     Token,
 )
-from matcher.store import Store
+from matcher.store import SCHEMA_VERSION, Store
 
 PROGRAMME = "coffee@unmentoring.example.org"
 ORGANISERS = ["organiser@unmentoring.example.org"]
@@ -139,8 +140,10 @@ def add_round(
             box.store.put(group)
 
 
-def add_sent(box: Harness, key: str, recipients: list[str], kind: str = "followup") -> str:
-    """An email we sent (as the mailer records it); returns its Message-ID."""
+def add_sent(
+    box: Harness, key: str, recipients: list[str], kind: str = "followup", group_id: str = ""
+) -> str:
+    """An email we sent (as the mailer records it), about ``group_id`` if given; returns its Message-ID."""
     message_id = f"{secrets.token_hex(16)}@unmentoring.example.org"
     with box.store.transaction():
         box.store.put(
@@ -152,6 +155,8 @@ def add_sent(box: Harness, key: str, recipients: list[str], kind: str = "followu
                 message_id=message_id,
                 raw="",
                 status="sent",
+                round_id=group_id.split(":")[0] if group_id else "",
+                group_id=group_id,
             )
         )
     return message_id
@@ -185,7 +190,7 @@ def test_join_makes_a_pending_member_and_asks_for_confirmation(box: Harness) -> 
     }
     assert notice.message_id and notice.message_id.endswith("@unmentoring.example.org")
     assert token.message_id == notice.message_id
-    assert notice.reply_to == [f"coffee+{token.token}@unmentoring.example.org"]
+    assert notice.token == token.token  # the mailer makes Reply-To coffee+<token>@ of it
     assert notice.auto_reply and notice.key.startswith("reply:") and notice.key.endswith(":confirm_join")
 
 
@@ -202,7 +207,7 @@ def _confirm_by(path: str, box: Harness, asked: Notice) -> ProcessResult:
     if path == "references":
         return box.say(sender, "ok", "Re: confirm", references=["x@y.example", asked.message_id])
     if path == "plus-address":
-        return box.say(sender, "sure", "Re: your email", to=asked.reply_to[0])
+        return box.say(sender, "sure", "Re: your email", to=tokens.plus_address(PROGRAMME, asked.token))
     if path == "body":
         quoted = f"Yes\n\nOn Monday UnMentoring wrote:\n> To confirm, reply or send: confirm {token}\n"
         return box.say(sender, quoted, "Re: hello")
@@ -337,7 +342,7 @@ def test_leave_without_proof_asks_for_confirmation(box: Harness) -> None:
     token = box.store.get(Token, asked.values["token"])
     assert token.purpose == "confirm_leave" and token.message_id == asked.message_id
     assert asked.values == {"name": "Ann", "token": token.token, "expires_on": date(2026, 1, 12)}
-    assert asked.reply_to == [f"coffee+{token.token}@unmentoring.example.org"]
+    assert asked.token == token.token
     assert box.member("ann@example.org").status is MemberStatus.ACTIVE
 
     goodbye = only(box.say("ann@example.org", "yes", "Re: x", in_reply_to=asked.message_id), "goodbye")
@@ -565,12 +570,14 @@ def test_met_in_reply_to_an_intro_names_that_group(box: Harness) -> None:
     ann = box.join("ann@example.org")
     bob = box.join("bob@example.org")
     cat = box.join("cat@example.org")
-    january = Group("2026-01", 1, [ann.id, bob.id], host=ann.id, intro_message_id="intro-1@u.example")
-    february = Group("2026-02", 1, [ann.id, cat.id], host=cat.id, intro_message_id="intro-2@u.example")
+    january = Group("2026-01", 1, [ann.id, bob.id], host=ann.id)
+    february = Group("2026-02", 1, [ann.id, cat.id], host=cat.id)
     add_round(box, "2026-01", 24312, [january])
     add_round(box, "2026-02", 24313, [february])
+    intro = add_sent(box, "intro:2026-01:1", [ann.address, bob.address], kind="intro", group_id=january.key)
+    add_sent(box, "intro:2026-02:1", [ann.address, cat.address], kind="intro", group_id=february.key)
 
-    result = box.say("ann@example.org", "Met! Lovely chat.", "Re: intro", in_reply_to="intro-1@u.example")
+    result = box.say("ann@example.org", "Met! Lovely chat.", "Re: intro", in_reply_to=intro)
 
     assert result.status == "applied" and result.notices == []
     assert box.store.get(Group, "2026-01:1").outcomes[ann.id].result is Result.MET
@@ -583,7 +590,7 @@ def test_missed_in_reply_to_a_followup_names_that_group(box: Harness) -> None:
     cat = box.join("cat@example.org")
     add_round(box, "2026-01", 24312, [Group("2026-01", 1, [ann.id, bob.id], host=ann.id)])
     add_round(box, "2026-02", 24313, [Group("2026-02", 1, [ann.id, cat.id], host=cat.id)])
-    followup = add_sent(box, f"followup:2026-01:1:{ann.id}", ["ann@example.org"])
+    followup = add_sent(box, f"followup:2026-01:1:{ann.id}", ["ann@example.org"], group_id="2026-01:1")
 
     body = "missed - Bob was off sick all week\nsecond line\n\nOn Mon, UnMentoring wrote:\n> Did you meet?"
     result = box.say("ann@example.org", body, "Re: Did you meet Bob?", in_reply_to=followup)
@@ -623,8 +630,59 @@ def test_met_with_no_group_to_attribute(box: Harness) -> None:
 def test_met_in_reply_to_a_closed_rounds_intro_is_explained(box: Harness) -> None:
     ann = box.join("ann@example.org")
     bob = box.join("bob@example.org")
-    group = Group("2026-01", 1, [ann.id, bob.id], host=ann.id, intro_message_id="intro-1@u.example")
+    group = Group("2026-01", 1, [ann.id, bob.id], host=ann.id)
     add_round(box, "2026-01", 24312, [group], closed=True)
-    notice = only(box.say("ann@example.org", "met", in_reply_to="intro-1@u.example"), "help")
+    intro = add_sent(box, "intro:2026-01:1", [ann.address, bob.address], kind="intro", group_id=group.key)
+    notice = only(box.say("ann@example.org", "met", in_reply_to=intro), "help")
     assert "closed" in notice.values["reason"]
     assert box.store.get(Group, "2026-01:1").outcomes == {}
+
+
+def test_a_schema_1_database_opens_and_replies_still_find_their_groups(tmp_path: Path) -> None:
+    """Schema 1 kept a group's intro Message-ID on the group and named the group only inside outbox
+    keys; the migration moves both into the outbox entries' round_id / group_id."""
+    ann, bob, cat = (
+        {"id": f"m-{n}", "address": f"{n}@example.org", "status": "active"} for n in ("ann", "bob", "cat")
+    )
+    started = {"ordinal": 24312, "starts_on": "2026-01-05", "meeting_week_start": "2026-01-05"}
+    started |= {"meeting_week_end": "2026-01-09", "followup_on": "2026-01-12", "seed": 7, "state": "started"}
+
+    def group(number: int, members: list[dict], intro: str) -> dict:
+        ids = [m["id"] for m in members]
+        return {"round_id": "2026-01", "number": number, "members": ids, "host": ids[0], "outcomes": {}} | {
+            "intro_message_id": intro
+        }
+
+    def sent(key: str, kind: str, message_id: str) -> dict:
+        return {"key": key, "kind": kind, "envelope_from": PROGRAMME, "recipients": [], "status": "sent"} | {
+            "message_id": message_id
+        }
+
+    old = {
+        "meta": {"1": {"schema_version": 1}},
+        "members": {str(i): m for i, m in enumerate((ann, bob, cat), start=1)},
+        "rounds": {"1": {"id": "2026-01", **started}},
+        "groups": {
+            "1": group(1, [ann, bob], "intro-1@u.example"),
+            "2": group(2, [cat, ann], "intro-2@u.example"),
+        },
+        # group 2's intro entry is gone: the migration keeps its Message-ID findable all the same
+        "outbox": {
+            "1": sent("intro:2026-01:1", "intro", "intro-1@u.example"),
+            "2": sent("followup:2026-01:1:m-bob", "followup", "followup-1@u.example"),
+            "3": sent("reply:abc:welcome", "welcome", "welcome-1@u.example"),
+        },
+    }
+    (tmp_path / "db.json").write_text(json.dumps(old))
+    box = make_harness(tmp_path)
+    assert box.store.schema_version == SCHEMA_VERSION
+    assert box.store.get(OutboxEntry, "intro:2026-01:1").group_id == "2026-01:1"
+    assert box.store.get(OutboxEntry, "reply:abc:welcome").group_id == ""
+
+    box.say("bob@example.org", "missed, sorry", "Re: Did you meet?", in_reply_to="followup-1@u.example")
+    box.say("ann@example.org", "met", "Re: intro", in_reply_to="intro-1@u.example")
+    box.say("cat@example.org", "met", "Re: intro", in_reply_to="intro-2@u.example")
+
+    first, second = (box.store.get(Group, f"2026-01:{n}") for n in (1, 2))
+    assert {i: o.result for i, o in first.outcomes.items()} == {"m-bob": Result.MISSED, "m-ann": Result.MET}
+    assert {i: o.result for i, o in second.outcomes.items()} == {"m-cat": Result.MET}

@@ -87,7 +87,8 @@ def intro(number: int = 1, members: list[dict] | None = None) -> Notice:
         members=[dict(m, address=a) for m, a in zip(members, addresses, strict=True)],
         host=members[0]["name"],
     )
-    return Notice("intro", addresses, values, key=f"intro:2026-12:{number}", reply_to=addresses)
+    key, group_id = f"intro:2026-12:{number}", f"2026-12:{number}"
+    return Notice("intro", addresses, values, key=key, round_id="2026-12", group_id=group_id)
 
 
 def parsed(raw: bytes) -> EmailMessage:
@@ -162,9 +163,10 @@ def test_a_triple_intro_reaches_all_three_and_follow_ups_thread_to_it(rig: Rig) 
         ["bob@example.org"],
         dict(SAMPLE_VALUES["followup"], partners=["Alice Able", "Cara Cole"]),
         key="followup:2026-12:1:bob",
-        in_reply_to=intro_entry.message_id,
-        references=[intro_entry.message_id],
+        round_id="2026-12",
+        group_id="2026-12:1",
     )
+    assert (intro_entry.round_id, intro_entry.group_id) == ("2026-12", "2026-12:1")
     rig.queue(followup)
     rig.deliver()
     reply = parsed(rig.sink.wait_for(2)[1].raw)

@@ -19,7 +19,6 @@ from matcher.rounds import (
     close_report,
     close_round,
     eligible_members,
-    format_preview,
     groups_of_member,
     groups_of_round,
     latest_open_group,
@@ -30,6 +29,7 @@ from matcher.rounds import (
     start_round,
 )
 from matcher.store import Store
+from unmentoring.cli_rounds import format_preview
 
 CALENDAR = Calendar(
     zone=ZoneInfo("Europe/London"),

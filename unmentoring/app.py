@@ -75,7 +75,7 @@ class App:
             cycle = Cycle(
                 store,
                 calendar,
-                CycleSettings(domain=config.programme.domain, ghost_rounds=config.limits.ghost_rounds),
+                CycleSettings(ghost_rounds=config.limits.ghost_rounds),
                 queue=outbox.queue_many,
                 summarise=lambda s, round_id, now: build_summary(s, round_id, mail),
                 member_token=lambda s, member, now: tokens.member_token(s, member, now).token,

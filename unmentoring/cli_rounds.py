@@ -13,6 +13,7 @@ from mailer.outbox import OutboxError
 from matcher import rounds
 from matcher.calendar import RoundDates, current_round, next_round, round_dates
 from matcher.model import Member, MemberStatus, OutboxEntry, Round
+from matcher.rounds import RoundPreview
 from unmentoring import service
 from unmentoring.app import App
 
@@ -31,7 +32,7 @@ def make_round_group(open_app: OpenApp) -> click.Group:
         """Print the groups the round would make, changing nothing."""
         with open_app() as app:
             dates = _dates_for(app, on)
-            click.echo(rounds.format_preview(rounds.preview_round(app.store, dates, seed=seed)))
+            click.echo(format_preview(rounds.preview_round(app.store, dates, seed=seed)))
 
     @round_.command()
     @click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="The round of this date's month.")
@@ -156,12 +157,13 @@ def make_summary_command(open_app: OpenApp) -> click.Command:
                 preview_dir.mkdir(parents=True, exist_ok=True)
                 message = app.outbox.compose(notice)
                 (preview_dir / f"summary-{round_id}.eml").write_bytes(bytes(message))
-                for name, png in notice.images.items():
-                    (preview_dir / f"{name}.png").write_bytes(png)
-                click.echo(
-                    f"wrote {preview_dir / f'summary-{round_id}.eml'} and "
-                    f"{', '.join(f'{n}.png' for n in notice.images)}"
-                )
+                # the pictures as a mail client saves them: the attached files
+                names = []
+                for part in message.iter_attachments():
+                    name = part.get_filename() or ""
+                    (preview_dir / name).write_bytes(part.get_content())
+                    names.append(name)
+                click.echo(f"wrote {preview_dir / f'summary-{round_id}.eml'} and {', '.join(names)}")
                 return
             notice.key = f"summary:{round_id}:manual:{app.clock.now().isoformat()}"
             with app.store.transaction():
@@ -231,3 +233,41 @@ def _send(app: App, no_send: bool) -> None:
         return
     report = service.deliver_outbox(app, progress=True)
     click.echo(f"outbox: {report}")
+
+
+def format_preview(preview: RoundPreview) -> str:
+    """Plain text for the organiser: each group with names, organisations and any warnings."""
+    state = "already started; recorded groups" if preview.already_started else "preview"
+    lines = [
+        f"Round {preview.round_id} starting {preview.starts_on.isoformat()} ({state}, seed {preview.seed})",
+        f"{preview.people} people in {len(preview.groups)} groups; "
+        f"{preview.repeats} repeated pairs, {preview.same_org} same-organisation pairs",
+        "",
+    ]
+    for group in preview.groups:
+        people = "; ".join(_describe(m) for m in group.members)
+        lines.append(f"Group {group.number}: {people}  [host: {_name(group.host)}]")
+        for a, b, round_id in group.repeats:
+            lines.append(f"    repeat: {_name(a)} and {_name(b)} last met in round {round_id}")
+        for a, b in group.same_org:
+            lines.append(f"    same organisation: {_name(a)} and {_name(b)} ({a.org.strip()})")
+        if not group.repeats and not group.same_org:
+            lines.append("    no repeat, no shared organisation")
+    if preview.unpaired:
+        lines.append("")
+        names = ", ".join(_describe(m) for m in preview.unpaired)
+        lines.append(f"Unpaired (nobody to pair with): {names}")
+    if not preview.groups and not preview.unpaired:
+        lines.append("Nobody is eligible for this round.")
+    return "\n".join(lines) + "\n"
+
+
+def _name(member: Member) -> str:
+    if member.erased or not (member.name or member.address):
+        return f"(erased member {member.id})"
+    return member.display_name
+
+
+def _describe(member: Member) -> str:
+    org = member.org.strip()
+    return f"{_name(member)} ({org})" if org else f"{_name(member)} (no organisation)"

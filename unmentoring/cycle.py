@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from mailkit.message_ids import new_message_id
 from matcher import rounds
 from matcher.calendar import Calendar, RoundDates, current_round, next_round, round_dates_for_id
 from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, RoundState, RoundStep
@@ -32,7 +31,6 @@ ASKABLE = frozenset({MemberStatus.ACTIVE, MemberStatus.PAUSED})
 
 @dataclass(frozen=True)
 class CycleSettings:
-    domain: str  # for the Message-IDs of introductions
     ghost_rounds: int = 3
 
 
@@ -96,12 +94,7 @@ class Cycle:
             started = rounds.start_round(self.store, dates, now, seed=seed)
             if INTROS in started.steps_done:
                 return []
-            notices = []
-            for group in rounds.groups_of_round(self.store, started.id):
-                notice = self._intro(group, dates)
-                group.intro_message_id = notice.message_id
-                self.store.put(group)
-                notices.append(notice)
+            notices = [self._intro(group, dates) for group in rounds.groups_of_round(self.store, started.id)]
             self.queue(notices)
             self._mark(started, INTROS)
         log.info("round %s started: %d groups introduced", started.id, len(notices))
@@ -150,6 +143,7 @@ class Cycle:
                         to=[ghost.address],
                         values={"name": ghost.display_name, "rounds": self.settings.ghost_rounds},
                         key=f"ghost:{round_id}:{ghost.id}",
+                        round_id=round_id,
                         unsubscribe_token=self.member_token(self.store, ghost, now),
                     )
                     for ghost in report.ghosts
@@ -205,7 +199,6 @@ class Cycle:
         return Notice(
             kind="intro",
             to=addresses,
-            reply_to=addresses,
             values={
                 "round_id": dates.round_id,
                 "members": [{"name": m.display_name, "org": m.org, "about": m.about} for m in members],
@@ -215,13 +208,13 @@ class Cycle:
                 "followup_on": dates.followup_on,
             },
             key=f"intro:{group.key}",
-            message_id=new_message_id(self.settings.domain),
+            round_id=group.round_id,
+            group_id=group.key,
         )
 
     def _ask_one(
         self, kind: str, group: Group, member: Member, partners: list[str], dates: RoundDates, now: datetime
     ) -> Notice:
-        thread = [group.intro_message_id] if group.intro_message_id else []
         return Notice(
             kind=kind,
             to=[member.address],
@@ -233,8 +226,8 @@ class Cycle:
                 "meeting_week_end": dates.meeting_week_end,
             },
             key=f"{kind}:{group.key}:{member.id}",
-            in_reply_to=group.intro_message_id,
-            references=thread,
+            round_id=group.round_id,
+            group_id=group.key,
             unsubscribe_token=self.member_token(self.store, member, now),
         )
 

@@ -136,7 +136,7 @@ def confirmation(request: Request, member: Member, purpose: str, kind: str) -> N
     }
     answer = notice(request, kind, member.address, values)
     answer.message_id = message_id
-    answer.reply_to = [tokens.plus_address(request.settings.address, token.token)]
+    answer.token = token.token
     return answer
 
 
@@ -163,15 +163,14 @@ def notice(request: Request, kind: str, to: str, values: dict[str, Any]) -> Noti
     # strange Message-ID costs the answer its threading, not the answer itself.
     parsed = request.parsed
     mid = parsed.message_id if is_usable_message_id(parsed.message_id) else None
-    references = [r for r in reversed(parsed.in_reply_to[:MAX_REFERENCES]) if is_usable_message_id(r)]
-    if mid and mid not in references:
-        references.append(mid)
+    thread = [r for r in reversed(parsed.in_reply_to[:MAX_REFERENCES]) if is_usable_message_id(r)]
+    if mid and mid not in thread:
+        thread.append(mid)
     return Notice(
         kind=kind,
         to=[to],
         values=values,
         key=f"reply:{request.key}:{kind}",
-        in_reply_to=mid,
-        references=references if mid else [],
+        thread=thread if mid else [],
         auto_reply=True,
     )
