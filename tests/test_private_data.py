@@ -11,16 +11,21 @@ import base64
 import csv
 import email
 import io
+import json
 import logging
 import os
 import quopri
 import stat
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
 
 import pytest
 
+from matcher import erasure, members
+from matcher.model import OutboxEntry, OutboxStatus
+from matcher.store import Store
 from tests.helpers.cli_env import KIND_HEADER, PROGRAMME_ADDRESS, CliEnv, messages_of_kind
 from tests.servers import free_port
 from unmentoring.csv_cells import neutralise, restore
@@ -218,3 +223,23 @@ def test_forget_me_leaves_the_address_in_no_file_we_keep(env: CliEnv, sandbox: S
     # the others' data is still there, and the programme goes on
     assert {m["address"] for m in env.members()} == {BOB, CAROL, "dan@example.org"}
     assert any(BOB.encode() in p.read_bytes() for p in files if p.name == "unmentoring.json")
+
+
+def test_a_farewell_that_cannot_go_is_cancelled_after_the_erasure_window(tmp_path: Path) -> None:
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    with Store.open(tmp_path / "db.json") as store:
+        with store.transaction():
+            member = members.activate(store, members.start_joining(store, ALICE, {"name": "Alice"}, now), now)
+            members.erase(store, member, now)
+            store.put(OutboxEntry("forgotten:1", "forgotten", PROGRAMME_ADDRESS, [ALICE], "id@localhost"))
+
+        with store.transaction():
+            assert erasure.settle(store, now + timedelta(hours=23)) == []
+        assert store.get(OutboxEntry, "forgotten:1").status is OutboxStatus.QUEUED
+
+        with store.transaction():
+            assert erasure.settle(store, now + erasure.ERASURE_WINDOW) == [ALICE]
+        entry = store.get(OutboxEntry, "forgotten:1")
+        assert entry.status is OutboxStatus.FAILED and entry.last_error == erasure.CANCELLED
+        assert entry.recipients == [erasure.address_digest(ALICE)]
+        assert ALICE not in json.dumps(entry.to_dict())
