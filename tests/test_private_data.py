@@ -19,15 +19,17 @@ import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
+from inbox.sources.imap import ImapSettings, ImapSource
 from matcher import erasure, members
 from matcher.model import OutboxEntry, OutboxStatus
 from matcher.store import Store
 from tests.helpers.cli_env import KIND_HEADER, PROGRAMME_ADDRESS, CliEnv, messages_of_kind
-from tests.servers import free_port
+from tests.servers import ImapAccount, free_port
 from unmentoring.csv_cells import neutralise, restore
 from unmentoring.sandbox import SandboxServer, list_maildir
 
@@ -243,3 +245,36 @@ def test_a_farewell_that_cannot_go_is_cancelled_after_the_erasure_window(tmp_pat
         assert entry.status is OutboxStatus.FAILED and entry.last_error == erasure.CANCELLED
         assert entry.recipients == [erasure.address_digest(ALICE)]
         assert ALICE not in json.dumps(entry.to_dict())
+
+
+def mail(sender: str, body: str, *, cte: str = "7bit") -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = PROGRAMME_ADDRESS
+    message["Subject"] = "hello"
+    message.set_content(body, cte=cte)
+    return message.as_bytes(policy=policy.SMTP)
+
+
+def test_kept_mail_naming_the_address_is_expunged_from_the_imap_folders(imap_account: ImapAccount) -> None:
+    from_alice = mail(ALICE, "forget me")
+    quoting_alice = mail(BOB, f"> To: {ALICE}\nmet!\n", cte="base64")  # only the decoded body names her
+    from_bob = mail(BOB, "met")
+    imap_account.deliver(from_alice, "Processed")
+    imap_account.deliver(quoting_alice, "Quarantine")
+    imap_account.deliver(from_bob, "Processed")
+    imap_account.deliver(mail(ALICE, "join"))  # not processed yet: not ours to drop
+    settings = ImapSettings(
+        host=imap_account.host,
+        port=imap_account.imaps_port,
+        username=imap_account.user,
+        password=imap_account.password,
+        ca_file=imap_account.ca_file,
+        timeout=10.0,
+    )
+    with ImapSource(settings, {}) as source:
+        assert source.forget(ALICE) == 2
+        assert len(list(source.fetch_new())) == 1  # the inbox is selected again afterwards
+
+    assert imap_account.list_folder("Processed") == [from_bob]
+    assert imap_account.list_folder("Quarantine") == []
