@@ -235,12 +235,13 @@ def test_a_farewell_that_cannot_go_is_cancelled_after_the_erasure_window(tmp_pat
             members.erase(store, member, now)
             store.put(OutboxEntry("forgotten:1", "forgotten", PROGRAMME_ADDRESS, [ALICE], "id@localhost"))
 
-        with store.transaction():
-            assert erasure.settle(store, now + timedelta(hours=23)) == []
+        assert erasure.ready(store, now + timedelta(hours=23)) == []
         assert store.get(OutboxEntry, "forgotten:1").status is OutboxStatus.QUEUED
 
+        (late,) = erasure.ready(store, now + erasure.ERASURE_WINDOW)
+        assert late.address == ALICE
         with store.transaction():
-            assert erasure.settle(store, now + erasure.ERASURE_WINDOW) == [ALICE]
+            erasure.finish(store, [late])
         entry = store.get(OutboxEntry, "forgotten:1")
         assert entry.status is OutboxStatus.FAILED and entry.last_error == erasure.CANCELLED
         assert entry.recipients == [erasure.address_digest(ALICE)]

@@ -104,25 +104,22 @@ def record_refusals(app: App, refused: list[tuple[str, str]]) -> None:
 
 
 def complete_erasures(app: App, source: Source) -> int:
-    """Finish the erasures whose farewell has gone (or that are older than matcher.erasure's window):
-    scrub the last outbox records, delete the kept mail naming the address, take the address off the
-    pending list, then replace the database backups (all taken before). Each step can be repeated, so a
-    crash anywhere is finished by the next pass. Returns how many addresses were completed."""
-    settled: list[str] = []
-    if erasure.pending(app.store):
+    """Finish the erasures whose farewell has gone (or that are older than matcher.erasure's window): delete
+    the kept mail naming the address, scrub the last records, then replace the database backups (all taken
+    before). Each step can be repeated, so a crash anywhere is finished by the next pass. Returns how many
+    erasures were completed."""
+    done = erasure.ready(app.store, app.clock.now())
+    if done:
+        removed = sum(source.forget(e.address) for e in done if e.address)
         with app.store.transaction():
-            settled = erasure.settle(app.store, app.clock.now())
-    if settled:
+            erasure.finish(app.store, done)
         app.outbox.remove_unreferenced_bodies()  # the messages of mail cancelled for them
-        removed = sum(source.forget(address) for address in settled)
-        with app.store.transaction():
-            erasure.finish(app.store, settled)
-        log.info("erasure completed for %d address(es): %d kept message(s) deleted", len(settled), removed)
+        log.info("erasure completed for %d address(es): %d kept message(s) deleted", len(done), removed)
     if app.store.get_meta(erasure.ROTATE_BACKUPS_META):
         app.store.replace_backups()  # the new backup still has the flag set: harmless, it names no one
         with app.store.transaction():
             app.store.set_meta(erasure.ROTATE_BACKUPS_META, False)
-    return len(settled)
+    return len(done)
 
 
 def tick(app: App, source: Source | None = None, *, should_stop: ShouldStop = never) -> TickReport:
