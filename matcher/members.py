@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
+from matcher import erasure
 from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, Token
 from matcher.rounds import groups_of_member
 from matcher.store import Store
@@ -189,7 +190,10 @@ def score_permanent_bounces(
 
 
 def erase(store: Store, member: Member, now: datetime) -> Member:
-    """Remove the personal data; keep the record (by id) so groups still count anonymously."""
+    """Remove the personal data; keep the record (by id) so groups still count anonymously. The address
+    leaves the other records too (matcher.erasure)."""
+    if member.address:
+        erasure.forget(store, member.address, now)
     updated = replace(
         member,
         address="",

@@ -140,8 +140,7 @@ def run(context: Context, poll_seconds: int | None) -> None:
     stop = threading.Event()
     daemon.install_stop_handlers(stop)
     with contextlib.ExitStack() as stack:
-        lock = daemon.service_lock(config)
-        lock.acquire()
+        lock = daemon.start_service(config)
         stack.callback(lock.release)
         App.open(config).close()  # check the database before listening for mail
         listener = config.listener()
@@ -184,8 +183,7 @@ def tick(context: Context) -> None:
         sys.exit(EXIT_CONFIG)
     stop = threading.Event()
     daemon.install_stop_handlers(stop)
-    lock = daemon.service_lock(context.config)
-    lock.acquire()
+    lock = daemon.start_service(context.config)
     try:
         with App.open(context.config, wait=daemon.STORE_WAIT_SECONDS) as app:
             report = service.tick(app, should_stop=stop.is_set)
