@@ -12,22 +12,24 @@ import logging
 from datetime import datetime
 
 from inbox.classify import Classification
+from inbox.commands import outcomes
 from inbox.commands.declaration import Command
 from inbox.commands.membership import apply_confirmation
 from inbox.commands.registry import COMMANDS
-from inbox.commands.request import MAX_REFERENCES, Applied, Request, help_notice
+from inbox.commands.request import MAX_REFERENCES, Applied, Request
+from inbox.commands.unread import not_understood
 from inbox.parse import ParsedMessage
 from inbox.senders import reason_not_to_answer
 from inbox.settings import InboxSettings
 from mailkit.addresses import canonical_address
 from matcher import members as ops
 from matcher import tokens
-from matcher.model import Group, Member, Notice, OutboxEntry, Token
+from matcher.model import Notice, Token
 from matcher.store import Store
 
 log = logging.getLogger(__name__)
 
-_OUTCOME_KEY_KINDS = ("followup", "reminder")
+NOT_A_COMMAND = "it does not start with one of our commands"
 
 
 # -- bounces
@@ -75,29 +77,27 @@ def apply_message(
     command: Command | None,
     key: str,
 ) -> Applied:
-    """Apply a person's message (classified as human mail). ``key`` is the message key (dedup)."""
+    """Apply a person's message (classified as human mail). ``key`` is the message key (dedup).
+
+    Without a command, a reply in the thread of "Did you meet ...?" is read as the member's answer
+    (inbox/commands/outcomes.py); anywhere else it is not understood: the sender is told what we
+    could not read, and the organisers see it (inbox/commands/unread.py)."""
     refusal = reason_not_to_answer(parsed, settings.own_addresses)
     if refusal:
         return Applied(action=f"ignored: {refusal}", changed=False)
     found = _tokens_of(store, settings, parsed, command)
-    request = Request(
-        store,
-        settings,
-        now,
-        parsed,
-        key,
-        command,
-        found,
-        COMMANDS,
-        _group_named_by_reply,
-    )
+    request = Request(store, settings, now, parsed, key, command, found, COMMANDS)
     if _is_confirmation(command, found):
         return apply_confirmation(request)
     if command is None:
-        return Applied([help_notice(request, "")], "unrecognised: help sent")
+        member = request.member()
+        question = request.question(member) if member is not None else None
+        if member is not None and question is not None and question.asks_did_you_meet:
+            return outcomes.answer(request, member, question)
+        return not_understood(request, NOT_A_COMMAND)
     declared = COMMANDS.get(command.name)
     if declared is None:
-        return Applied([help_notice(request, "")], f"unknown command {command.name}: help sent")
+        return not_understood(request, NOT_A_COMMAND)
     return declared.handler(request)
 
 
@@ -136,24 +136,3 @@ def _is_confirmation(command: Command | None, found: list[Token]) -> bool:
         return True
     declared = COMMANDS.get(command.name)
     return declared is not None and declared.confirms in purposes
-
-
-def _group_named_by_reply(msg: Request, member: Member) -> Group | None:
-    """The group whose intro, follow-up or reminder this message answers, if the member is in it."""
-    for mid in msg.parsed.in_reply_to[:MAX_REFERENCES]:
-        group = msg.store.find_one(Group, "intro_message_id", mid)
-        if group is None:
-            entry = msg.store.find_one(OutboxEntry, "message_id", mid)
-            group_key = _group_key_of_entry(entry) if entry is not None else None
-            group = msg.store.get(Group, group_key) if group_key else None
-        if group is not None and member.id in group.members:
-            return group
-    return None
-
-
-def _group_key_of_entry(entry: OutboxEntry) -> str | None:
-    """ "followup:<round>:<n>:<member>" / "reminder:..." / "intro:<round>:<n>" -> "<round>:<n>"."""
-    parts = entry.key.split(":")
-    if parts[0] in _OUTCOME_KEY_KINDS and len(parts) == 4 or parts[0] == "intro" and len(parts) == 3:
-        return f"{parts[1]}:{parts[2]}"
-    return None

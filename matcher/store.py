@@ -23,7 +23,7 @@ from filelock import FileLock, Timeout
 from tinydb import TinyDB
 from tinydb.table import Table
 
-from matcher.model import Group, Member, OutboxEntry, ProcessedMessage, Record, Round, Token
+from matcher.model import Group, Member, OutboxEntry, ProcessedMessage, Record, Round, Token, UnreadMessage
 from matcher.storage import (
     AtomicJSONStorage,
     StoreCorrupt,
@@ -123,6 +123,12 @@ TABLES: tuple[TableSpec, ...] = (
         lambda d: d["key"],
         # body_name: the file name of a spooled message, so the outbox finds files nothing refers to
         {"status": lambda d: d["status"], "message_id": lambda d: d["message_id"], "body_name": _body_name},
+    ),
+    TableSpec(
+        "unread",
+        UnreadMessage,
+        lambda d: d["key"],
+        {"member_id": lambda d: d["member_id"] or None, "sender": lambda d: d["sender"] or None},
     ),
 )
 SPEC_BY_RECORD: Mapping[type[Record], TableSpec] = {t.record: t for t in TABLES}
