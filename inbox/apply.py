@@ -19,12 +19,13 @@ from inbox.commands.registry import COMMANDS
 from inbox.commands.request import MAX_REFERENCES, Applied, Request
 from inbox.commands.unread import not_understood
 from inbox.parse import ParsedMessage
+from inbox.questions import Question, question_answered
 from inbox.senders import reason_not_to_answer
 from inbox.settings import InboxSettings
 from mailkit.addresses import canonical_address
 from matcher import members as ops
 from matcher import tokens
-from matcher.model import Notice, Token
+from matcher.model import Member, Notice, Token
 from matcher.store import Store
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,10 @@ def apply_message(
 ) -> Applied:
     """Apply a person's message (classified as human mail). ``key`` is the message key (dedup).
 
-    Without a command, a reply in the thread of "Did you meet ...?" is read as the member's answer
-    (inbox/commands/outcomes.py); anywhere else it is not understood: the sender is told what we
-    could not read, and the organisers see it (inbox/commands/unread.py)."""
+    A reply in the thread of "Did you meet ...?" without a command (or with "met"/"missed") is read
+    as the member's answer in their own words (inbox/commands/outcomes.py). Anywhere else, a message
+    without a command is not understood: the sender is told what we could not read, and the
+    organisers see it (inbox/commands/unread.py)."""
     refusal = reason_not_to_answer(parsed, settings.own_addresses)
     if refusal:
         return Applied(action=f"ignored: {refusal}", changed=False)
@@ -89,16 +91,33 @@ def apply_message(
     request = Request(store, settings, now, parsed, key, command, found, COMMANDS)
     if _is_confirmation(command, found):
         return apply_confirmation(request)
+    asked = answer_to_question(store, parsed, command)
+    if asked is not None:
+        return outcomes.answer(request, *asked)
     if command is None:
-        member = request.member()
-        question = request.question(member) if member is not None else None
-        if member is not None and question is not None and question.asks_did_you_meet:
-            return outcomes.answer(request, member, question)
         return not_understood(request, NOT_A_COMMAND)
     declared = COMMANDS.get(command.name)
     if declared is None:
         return not_understood(request, NOT_A_COMMAND)
     return declared.handler(request)
+
+
+def answer_to_question(
+    store: Store, parsed: ParsedMessage, command: Command | None
+) -> tuple[Member, Question] | None:
+    """The member and the "Did you meet ...?" question a message answers, when it is to be read as
+    that answer: sent by a member of the group, in the thread of the question, with no command or
+    with "met"/"missed"."""
+    if command is not None and command.name not in outcomes.NAMES:
+        return None
+    member = ops.find_member(store, parsed.sender)
+    if not ops.is_member(member):
+        return None
+    assert member is not None
+    question = question_answered(store, parsed.in_reply_to, member)
+    if question is None or not question.asks_did_you_meet:
+        return None
+    return member, question
 
 
 def _tokens_of(

@@ -473,7 +473,13 @@ def test_help_and_unrecognised_mail(box: Harness) -> None:
         "commands": every_command,
     }
     notice = only(box.say("ann@example.org", "Hi, what is this all about?", "Question"), "help")
-    assert notice.values == {"reason": "", "commands": every_command} and notice.to == ["ann@example.org"]
+    assert notice.values == {
+        "reason": "it does not start with one of our commands",
+        "quoted": "Hi, what is this all about?",
+        "suggestion": "",
+        "commands": every_command,
+    }
+    assert notice.to == ["ann@example.org"]
 
 
 @pytest.mark.parametrize(

@@ -41,14 +41,17 @@ def _outcome(request: Request) -> Applied:
 
 
 def answer(request: Request, member: Member, question: Question) -> Applied:
-    """A reply without a command in the thread of "Did you meet ...?" (``question.asks_did_you_meet``):
-    the answer in the member's own words is recorded for that group, the rest kept as the reason or
-    comment. When we cannot tell, the member is told what we could not read, and the organisers see
-    it."""
+    """A reply in the thread of "Did you meet ...?" (``question.asks_did_you_meet``) with no
+    command, or with "met" or "missed" (read the same way, so that the words after them are kept
+    too): the answer in the member's own words is recorded for that group, the rest kept as the
+    reason or comment. When the words are unclear, an explicit "met"/"missed" still counts; else
+    the member is told what we could not read, and the organisers see it."""
     read = answers.read_answer(request.parsed.text)
     if read is not None and read.outcome is not answers.Outcome.UNCLEAR:
         result = Result.MET if read.outcome is answers.Outcome.MET else Result.MISSED
         return _record(request, member, question.group, result, read.comment)
+    if request.command is not None and request.command.name in NAMES:
+        return _outcome(request)
     reason = DOUBT_REASONS[read.doubt] if read is not None else EMPTY_REASON
     return not_understood(request, reason, suggestion=ANSWER_SUGGESTION, member=member, group=question.group)
 
@@ -83,3 +86,4 @@ MISSED = EmailCommand(
     argument=arguments.reason,
 )
 COMMANDS = (MET, MISSED)
+NAMES = frozenset(command.name for command in COMMANDS)

@@ -14,7 +14,7 @@ from typing import Any
 
 from inbox.commands.declaration import Command, Proof, Registry
 from inbox.parse import ParsedMessage
-from inbox.questions import MAX_REFERENCES, Question, question_answered
+from inbox.questions import MAX_REFERENCES, question_answered
 from inbox.settings import InboxSettings
 from mailkit.addresses import canonical_address
 from mailkit.message_ids import is_usable_message_id, new_message_id
@@ -65,13 +65,9 @@ class Request:
         member = self.known_sender()
         return member if ops.is_member(member) else None
 
-    def question(self, member: Member) -> Question | None:
-        """The intro, follow-up or reminder this message answers, if sent to ``member`` about their group."""
-        return question_answered(self.store, self.parsed.in_reply_to, member)
-
     def reply_group(self, member: Member) -> Group | None:
         """The group whose intro, follow-up or reminder this message answers, if ``member`` is in it."""
-        question = self.question(member)
+        question = question_answered(self.store, self.parsed.in_reply_to, member)
         return question.group if question is not None else None
 
     def may_act_at_once(self, member: Member) -> bool:
