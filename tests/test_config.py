@@ -100,7 +100,7 @@ def test_secrets_are_masked_and_never_in_the_repr(tmp_path: Path) -> None:
         ("[programme]\nstart_time = '9am'\n", "programme.start_time: expected HH:MM (24-hour), got '9am'"),
         ("[programme]\nfollowup_day = 'Someday'\n", "programme.followup_day: expected a weekday name"),
         ("[programme]\nforward_unread = true\n", "programme.forward_unread: expected a list of strings"),
-        ("[programme]\nforward_unread = ['help desk']\n", "programme.forward_unread: expected an email address"),
+        ("[programme]\nforward_unread = ['a desk']\n", "programme.forward_unread: expected an email address"),
         (
             "[programme]\naddress = 'c@x.org'\nforward_unread = ['C@x.org']\n",
             "programme.forward_unread: expected addresses other than the programme's own",
