@@ -23,7 +23,7 @@ from filelock import FileLock, Timeout
 from tinydb import TinyDB
 from tinydb.table import Table
 
-from matcher.model import Group, Member, OutboxEntry, ProcessedMessage, Record, Round, Token
+from matcher.model import Group, Member, OutboxEntry, ProcessedMessage, Record, Round, Token, UnreadMessage
 from matcher.private_files import PRIVATE_FILE, create_private, private_folder, write_private
 from matcher.storage import (
     AtomicJSONStorage,
@@ -128,6 +128,12 @@ TABLES: tuple[TableSpec, ...] = (
             "group_id": lambda d: d.get("group_id") or None,
             "body_name": _body_name,
         },
+    ),
+    TableSpec(
+        "unread",
+        UnreadMessage,
+        lambda d: d["key"],
+        {"member_id": lambda d: d["member_id"] or None, "sender": lambda d: d["sender"] or None},
     ),
 )
 SPEC_BY_RECORD: Mapping[type[Record], TableSpec] = {t.record: t for t in TABLES}

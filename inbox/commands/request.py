@@ -8,13 +8,13 @@ that cannot be applied gets a clear answer instead (help with a reason, not_memb
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from inbox.commands.declaration import Command, Proof, Registry
 from inbox.parse import ParsedMessage
+from inbox.questions import MAX_REFERENCES, question_answered
 from inbox.settings import InboxSettings
 from mailkit.addresses import canonical_address
 from mailkit.message_ids import is_usable_message_id, new_message_id
@@ -22,9 +22,6 @@ from matcher import members as ops
 from matcher import tokens
 from matcher.model import Group, Member, Notice, OutboxEntry, Token
 from matcher.store import Store
-
-MAX_REFERENCES = 10
-# A Message-ID we can put back in a header (RFC 5322 dot-atom-ish local part @ a domain or literal).
 
 
 @dataclass
@@ -46,8 +43,6 @@ class Request:
     command: Command | None
     tokens: list[Token]  # every stored token the message carries, most explicit first
     commands: Registry
-    # Finds the group whose intro, follow-up or reminder this message answers (inbox/apply.py).
-    find_reply_group: Callable[[Request, Member], Group | None]
 
     @property
     def sender(self) -> str:
@@ -72,7 +67,8 @@ class Request:
 
     def reply_group(self, member: Member) -> Group | None:
         """The group whose intro, follow-up or reminder this message answers, if ``member`` is in it."""
-        return self.find_reply_group(self, member)
+        question = question_answered(self.store, self.parsed.in_reply_to, member)
+        return question.group if question is not None else None
 
     def may_act_at_once(self, member: Member) -> bool:
         """What the command's declared proof (``Proof``) allows for ``member``'s record: acting now,
@@ -100,9 +96,14 @@ class Request:
 # -- answers
 
 
-def help_notice(request: Request, reason: str, member: Member | None = None) -> Notice:
-    """The list of commands to the sender; ``reason`` says what was not understood ("" for none)."""
-    values = {"reason": reason, "commands": request.commands.help_lines()}
+def help_notice(
+    request: Request, reason: str, member: Member | None = None, *, quoted: str = "", suggestion: str = ""
+) -> Notice:
+    """The list of commands to the sender; ``reason`` says what was not understood ("" for none),
+    ``quoted`` the line we could not read and ``suggestion`` what they probably meant."""
+    values: dict[str, Any] = {"reason": reason, "commands": request.commands.help_lines()}
+    if quoted or suggestion:
+        values.update(quoted=quoted, suggestion=suggestion)
     return reply(request, "help", member, values) if member else to_sender(request, "help", values)
 
 
