@@ -60,12 +60,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mailer.compose import ComposeError, compose, normalise_recipients
+from mailer.compose import ComposeError, ReadBackError, compose, normalise_recipients, outgoing_bytes
 from mailer.render import Renderer
 from mailer.settings import MailSettings
 from mailer.smtp import SendResult, SmtpSender, SmtpUnavailable, Throttled
 from mailkit.message_ids import new_message_id
-from mailkit.policy import message_bytes
 from matcher.clock import Clock
 from matcher.model import Notice, OutboxEntry, OutboxStatus
 from matcher.storage import fsync_directory
@@ -331,11 +330,13 @@ class Outbox:
         rendered = self.renderer.render(notice.kind, notice.values, to=notice.to)
         try:
             recipients = normalise_recipients(notice.kind, notice.to)
-            msg = compose(notice, rendered, self.settings, now=now, message_id=entry.message_id)
-            body = message_bytes(msg)
+            body = outgoing_bytes(notice, rendered, self.settings, now=now, message_id=entry.message_id)
             body.decode("ascii")  # 7-bit, as SMTP without SMTPUTF8 needs
         except (ComposeError, UnicodeDecodeError) as exc:
-            log.warning("outbox %s: not sendable, recorded as failed: %s", key, exc)
+            if isinstance(exc, ReadBackError):
+                log.error("outbox %s: BUG, please report it; recorded as failed: %s", key, exc)
+            else:
+                log.warning("outbox %s: not sendable, recorded as failed: %s", key, exc)
             failed = replace(entry, status=FAILED, last_error=str(exc), next_attempt_at=None)
             return failed, b""
         return replace(entry, recipients=recipients), body

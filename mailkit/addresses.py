@@ -7,9 +7,10 @@ addresses with a meaning in their tag (confirmation tokens today) are read in on
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from email.headerregistry import Address
 
 # RFC 5322 grammar pieces, in their plainest (unquoted, single-spaced) form: what a fast path may
@@ -25,7 +26,6 @@ PLAIN_MAILBOX = re.compile(
 )
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_RUNS = re.compile(r"[\x00-\x1f\x7f]+")
 _DOMAIN = re.compile(r"^(?:\[[^\[\]\s]+\]|[^\s@<>()\[\],;:\"\\]+)$")
 _LOCAL = re.compile(r"^[^\s@<>()\[\],;:\\]+$|^\"[^\"\r\n]+\"$")
 _BRACKETED = re.compile(r"<([^<>]*)>")
@@ -78,12 +78,6 @@ def has_control_characters(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
-def one_line(text: str) -> str:
-    """Text for a header (a display name, a subject) on one line: control characters (CR, LF,
-    tabs...) made spaces, runs of spaces collapsed."""
-    return " ".join(_CONTROL_RUNS.sub(" ", text or "").split())
-
-
 @functools.lru_cache(maxsize=4096)
 def mailbox(display_name: str, addr_spec: str) -> Address:
     """The ``Address`` to write as "Name <addr>": the email package quotes and encodes the name,
@@ -96,16 +90,6 @@ def mailbox(display_name: str, addr_spec: str) -> Address:
     return Address(display_name=display_name, addr_spec=addr_spec)
 
 
-def is_plain_mailbox(address: Address) -> bool:
-    """True when ``str(address)`` is what the email package writes for it, unquoted and unencoded."""
-    return bool(
-        type(address) is Address
-        and (not address.display_name or PHRASE.fullmatch(address.display_name))
-        and DOT_ATOM.fullmatch(address.username)
-        and DOT_ATOM.fullmatch(address.domain)
-    )
-
-
 def plain_mailbox(text: str) -> tuple[str, str] | None:
     """(display name, addr-spec) of a header value holding one plain mailbox, else None: what the
     email package's header parser reads from such a value, without its cost."""
@@ -113,3 +97,77 @@ def plain_mailbox(text: str) -> tuple[str, str] | None:
     if match is None or "=?" in text:
         return None
     return match.group("name") or "", match.group("bare") or match.group("addr")
+
+
+# -- writing address headers ---------------------------------------------------------------------
+
+# RFC 2047 section 5 (3): what an encoded word in a phrase may show as itself ("_" is a space).
+_Q_PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+# An encoded word fits on a line after the longest header name we write ("Reply-To: "), well inside
+# RFC 2047's 75 characters.
+_MAX_ENCODED_WORD = 62
+MAX_LINE = 78
+
+
+def address_header_text(header: str, addresses: Sequence[Address]) -> str:
+    """The value of an address header (From, To, Reply-To), written and folded by us.
+
+    The email package's folder cannot be trusted with names: on the Python we run (CPython
+    gh-80222) a long quoted name holding "," and "<addr>" loses its quotes when folded and becomes
+    extra recipients. Here a name that is not plain words (atoms of ASCII letters, digits and
+    ``!#$%&'*+/=?^_`{|}~-``) is written as RFC 2047 encoded words, which need no quotes: "," "<"
+    '"' and any letter stay inside a word, and the reader joins adjacent words into one name. Lines
+    break only between words, so folding never changes what the header says. Names reaching here are
+    one line (``header_text.one_line``): no line breaks or controls.
+    """
+    tokens: list[str] = []
+    for number, address in enumerate(addresses):
+        if number:
+            tokens[-1] += ","
+        tokens.extend(_mailbox_tokens(address))
+    prefix = f"{header}: "
+    lines = [prefix]
+    for token in tokens:
+        if lines[-1] in (prefix, " "):
+            lines[-1] += token
+        elif len(lines[-1]) + 1 + len(token) > MAX_LINE:
+            lines.append(" " + token)
+        else:
+            lines[-1] += " " + token
+    return "\r\n".join(lines)[len(prefix) :]
+
+
+def _mailbox_tokens(address: Address) -> list[str]:
+    name, addr_spec = address.display_name, address.addr_spec
+    if not name:
+        return [addr_spec]
+    plain = PHRASE.fullmatch(name) and "=?" not in name  # an atom may hold "=?": no words read as encoded
+    words = name.split(" ") if plain else list(_encoded_words(name))
+    return [*words, f"<{addr_spec}>"]
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded_words(text: str) -> tuple[str, ...]:
+    """``text`` as RFC 2047 encoded words (UTF-8, "Q" or "B", whichever is shorter), broken after a
+    space where it can be.
+
+    A reader following RFC 2047 joins adjacent encoded words without the space between them, so a
+    space of the name goes inside the word it ends. (Python 3.11's reader keeps the space between
+    the words as well: it shows one space more at each break, which our read-back check allows for.)
+    """
+    chunks = [""]
+    for word in re.findall(r"[^ ]+ ?| ", text):
+        if chunks[-1] and len(_encoded_word(chunks[-1] + word)) > _MAX_ENCODED_WORD:
+            chunks.append("")
+        for char in word:  # a word longer than one encoded word is broken between its characters
+            if chunks[-1] and len(_encoded_word(chunks[-1] + char)) > _MAX_ENCODED_WORD:
+                chunks.append("")
+            chunks[-1] += char
+    return tuple(_encoded_word(chunk) for chunk in chunks)
+
+
+def _encoded_word(text: str) -> str:
+    data = text.encode("utf-8")
+    q = "".join("_" if byte == 32 else chr(byte) if byte in _Q_PLAIN else f"={byte:02X}" for byte in data)
+    b = base64.b64encode(data).decode("ascii")
+    return f"=?utf-8?q?{q}?=" if len(q) <= len(b) else f"=?utf-8?b?{b}?="
