@@ -203,7 +203,14 @@ def explain(context: Context, message: BinaryIO) -> None:
     """Show how the service reads MESSAGE (an .eml file, or - for standard input), changing nothing."""
     config = context.config
     own = [config.programme.address]
-    click.echo(json.dumps(explain_message(message.read(), own_addresses=own), indent=2, ensure_ascii=False))
+    limit = config.limits.max_message_bytes
+    raw = message.read(limit + 1)  # never more: a huge input costs no more than a refusal
+    if len(raw) > limit:
+        raise click.ClickException(
+            f"the message is larger than limits.max_message_bytes ({limit} bytes): the service ignores "
+            "such mail unread, so there is nothing to explain"
+        )
+    click.echo(json.dumps(explain_message(raw, own_addresses=own), indent=2, ensure_ascii=False))
 
 
 @main.command()
