@@ -38,6 +38,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 KIND_HEADER = "X-UnMentoring-Kind"
 MAX_7BIT_LINE = 78
 
+_CR_LINE_END = re.compile(r"\r\n?")
 _CID_REFERENCE = re.compile(r"""cid:([^"'\s>)]+)""")
 
 
@@ -255,6 +256,8 @@ def _text_part(text: str, subtype: str) -> EmailMessage:
     messages.
     """
     part = EmailMessage(policy=SMTP)
+    # Line ends as one "\n": a bare CR would be written raw and read back as a line break.
+    text = _CR_LINE_END.sub("\n", text)
     data = text.encode("utf-8")
     if data.isascii() and all(len(line) <= MAX_7BIT_LINE for line in text.splitlines()):
         part.set_content(text, subtype=subtype, charset="utf-8", cte="7bit")

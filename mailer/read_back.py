@@ -9,9 +9,11 @@ compared with what was meant: the From, To and Reply-To mailboxes, exactly the h
 A difference is a bug in how we build mail: ``ReadBackMismatch`` names the kind and what differs,
 and the message is never sent.
 
-Names are compared without their spaces: Python 3.11's reader keeps the space between two adjacent
-encoded words, which RFC 2047 (and the mail clients people use) drop, so a long name written as
-several words reads back with a space more at each break. A space cannot add a recipient or a header.
+Names and the Subject are compared without their spaces: Python 3.11's reader keeps the space
+between two adjacent encoded words in a name, which RFC 2047 (and the mail clients people use) drop,
+so a long name written as several words reads back with a space more at each break; and its folder
+may drop the space between two non-ASCII words of a Subject where it breaks the line. A space cannot
+add a recipient or a header.
 """
 
 from __future__ import annotations
@@ -76,8 +78,8 @@ def _difference(msg: EmailMessage, meant: Intended) -> str:
         read = _pairs(msg[name].addresses)
         if _unspaced(read) != _unspaced(meant.mailboxes[name]):
             return f"{name} reads {read} instead of {meant.mailboxes[name]}"
-    subject = " ".join(str(msg["subject"]).split())
-    if subject != " ".join(meant.subject.split()):
+    subject = str(msg["subject"])
+    if "".join(subject.split()) != "".join(meant.subject.split()):
         return f"subject reads {subject!r} instead of {meant.subject!r}"
     parts = _parts(msg)
     if [t for t, _ in parts] != [t for t, _ in meant.parts]:
