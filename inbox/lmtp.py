@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import Envelope
 
 from inbox.receiving import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -50,6 +51,9 @@ class _LmtpHandler(DeliveringHandler):
         replies = {trace.recipient.lower(): self._deliver_one(raw, trace) for trace in traces}
         # LMTP: one reply line per accepted recipient, in RCPT order (RFC 2033 section 4.2).
         return "\r\n".join(replies[recipient.lower()] for recipient in rcpt_tos)
+
+    def for_each_recipient(self, reply: str, envelope: Envelope) -> str:
+        return "\r\n".join(reply for _ in envelope.rcpt_tos)
 
     def _deliver_one(self, raw: bytes, trace: Trace) -> str:
         try:

@@ -24,6 +24,7 @@ import html2text
 
 from inbox.reply_text import MAX_REPLY_CHARS, strip_reply
 from mailkit.addresses import canonical_address, plain_mailbox
+from mailkit.header_text import decoded_one_line
 from mailkit.message_ids import message_id_in, message_ids_in
 from mailkit.policy import PARSING
 
@@ -177,7 +178,9 @@ def _parse(data: bytes, *, headers_only: bool) -> ParsedMessage:
     from_value = _first_raw(raw_headers, "from")
     sender_name, sender = "", ""
     for display_name, address in _addresses("from", from_value):
-        sender_name, sender = display_name, address
+        # Kept as a profile name: encoded words the parser left (it refuses one that decodes to
+        # CR/LF) decoded, one line, no "=?" (mailkit.header_text).
+        sender_name, sender = decoded_one_line(display_name), address
         break
 
     recipients: list[str] = []

@@ -176,7 +176,15 @@ class DeliveringHandler:
                     received_at=received_at,
                     delivery_id=delivery_id,
                 )
-        return await asyncio.to_thread(self.deliver, raw, list(traces.values()), list(envelope.rcpt_tos))
+        try:
+            return await asyncio.to_thread(self.deliver, raw, list(traces.values()), list(envelope.rcpt_tos))
+        except Exception:  # a bug of ours: the sender keeps the message and retries, we log it
+            log.exception("could not store a message from <%s> (a bug: please report it)", envelope.mail_from)
+            return self.for_each_recipient("451 4.3.0 Local error in processing, try again later", envelope)
+
+    def for_each_recipient(self, reply: str, envelope: Envelope) -> str:
+        """The reply to DATA when every recipient gets ``reply`` (LMTP answers once per recipient)."""
+        return reply
 
 
 # -- listening ----------------------------------------------------------------------------------
@@ -256,6 +264,9 @@ class ReceivingServer:
             ready_timeout=START_TIMEOUT,
             server_hostname=self._hostname,
             data_size_limit=self._max_message_bytes,
+            # Not offered: we answer mail, and our mailer speaks 7-bit only. A non-ASCII address
+            # is then refused at MAIL or RCPT (500), before it can reach a reply or a file name.
+            enable_SMTPUTF8=False,
         )
         try:
             controller.start()

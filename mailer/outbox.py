@@ -57,15 +57,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
-from mailer.compose import ComposeError, compose, normalise_recipients
+from mailer.compose import ComposeError, ReadBackError, compose, normalise_recipients, outgoing_bytes
 from mailer.headers import Framing, framing
 from mailer.render import Rendered, Renderer
 from mailer.settings import MailSettings
 from mailer.smtp import SendResult, SmtpSender, SmtpUnavailable, Throttled
-from mailkit.policy import message_bytes
 from matcher.clock import Clock
 from matcher.model import Notice, OutboxEntry, OutboxStatus
 from matcher.private_files import private_folder, write_private
@@ -298,16 +298,7 @@ class Outbox:
         return self._compose(notice, rendered, framing(self.store, self.settings, notice), self.clock.now())
 
     def _compose(self, notice: Notice, rendered: Rendered, frame: Framing, now: datetime) -> EmailMessage:
-        return compose(
-            notice,
-            rendered,
-            self.settings,
-            now=now,
-            message_id=frame.message_id,
-            thread=frame.thread,
-            reply_to=frame.reply_to,
-            images=frame.images,
-        )
+        return compose(notice, rendered, self.settings, now=now, **_framing_arguments(frame))
 
     def requeue(self, entries: Iterable[OutboxEntry]) -> list[OutboxEntry]:
         """Queue failed (or deferred) entries again, due now, attempts counted afresh; call inside a
@@ -346,11 +337,13 @@ class Outbox:
         )
         try:
             recipients = normalise_recipients(notice.kind, notice.to)
-            msg = self._compose(notice, rendered, frame, now)
-            body = message_bytes(msg)
+            body = outgoing_bytes(notice, rendered, self.settings, now=now, **_framing_arguments(frame))
             body.decode("ascii")  # 7-bit, as SMTP without SMTPUTF8 needs
         except (ComposeError, UnicodeDecodeError) as exc:
-            log.warning("outbox %s: not sendable, recorded as failed: %s", key, exc)
+            if isinstance(exc, ReadBackError):
+                log.error("outbox %s: BUG, please report it; recorded as failed: %s", key, exc)
+            else:
+                log.warning("outbox %s: not sendable, recorded as failed: %s", key, exc)
             failed = replace(entry, status=FAILED, last_error=str(exc), next_attempt_at=None)
             return failed, b""
         return replace(entry, recipients=recipients), body
@@ -627,3 +620,13 @@ BODY_FILE = re.compile(r"[0-9a-f]{32}\.eml")
 
 def _flat(text: str) -> str:
     return " ".join(str(text).split())
+
+
+def _framing_arguments(frame: Framing) -> dict[str, Any]:
+    """``compose``'s and ``outgoing_bytes``'s keyword arguments for a notice's framing."""
+    return {
+        "message_id": frame.message_id,
+        "thread": frame.thread,
+        "reply_to": frame.reply_to,
+        "images": frame.images,
+    }

@@ -1,6 +1,8 @@
 """The mail toolkit: what inbox/ and mailer/ both know about email, each thing once.
 
-- ``addresses``: canonical form, "our address or a plus-address of it", display names.
+- ``addresses``: canonical form, "our address or a plus-address of it", display names, address headers
+  written so that folding cannot change them.
+- ``header_text``: names and subjects as one safe line: encoded words decoded at input, none written.
 - ``message_ids``: making and checking Message-IDs.
 - ``policy``: the email policies (parsing, SMTP, trace headers, client) and their header registry.
 - ``email_internals``: where we patch the ``email`` package's internals for speed (marked, version-checked).

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from email.headerregistry import Address
+
+from mailkit.header_text import encoded_words, folded
 
 # RFC 5322 grammar pieces, in their plainest (unquoted, single-spaced) form: what a fast path may
 # read or write without the email package's parser, because the parser reads them as themselves
@@ -25,7 +27,6 @@ PLAIN_MAILBOX = re.compile(
 )
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_RUNS = re.compile(r"[\x00-\x1f\x7f]+")
 _DOMAIN = re.compile(r"^(?:\[[^\[\]\s]+\]|[^\s@<>()\[\],;:\"\\]+)$")
 _LOCAL = re.compile(r"^[^\s@<>()\[\],;:\\]+$|^\"[^\"\r\n]+\"$")
 _BRACKETED = re.compile(r"<([^<>]*)>")
@@ -78,12 +79,6 @@ def has_control_characters(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
-def one_line(text: str) -> str:
-    """Text for a header (a display name, a subject) on one line: control characters (CR, LF,
-    tabs...) made spaces, runs of spaces collapsed."""
-    return " ".join(_CONTROL_RUNS.sub(" ", text or "").split())
-
-
 @functools.lru_cache(maxsize=4096)
 def mailbox(display_name: str, addr_spec: str) -> Address:
     """The ``Address`` to write as "Name <addr>": the email package quotes and encodes the name,
@@ -96,16 +91,6 @@ def mailbox(display_name: str, addr_spec: str) -> Address:
     return Address(display_name=display_name, addr_spec=addr_spec)
 
 
-def is_plain_mailbox(address: Address) -> bool:
-    """True when ``str(address)`` is what the email package writes for it, unquoted and unencoded."""
-    return bool(
-        type(address) is Address
-        and (not address.display_name or PHRASE.fullmatch(address.display_name))
-        and DOT_ATOM.fullmatch(address.username)
-        and DOT_ATOM.fullmatch(address.domain)
-    )
-
-
 def plain_mailbox(text: str) -> tuple[str, str] | None:
     """(display name, addr-spec) of a header value holding one plain mailbox, else None: what the
     email package's header parser reads from such a value, without its cost."""
@@ -113,3 +98,34 @@ def plain_mailbox(text: str) -> tuple[str, str] | None:
     if match is None or "=?" in text:
         return None
     return match.group("name") or "", match.group("bare") or match.group("addr")
+
+
+# -- writing address headers ---------------------------------------------------------------------
+
+
+def address_header_text(header: str, addresses: Sequence[Address]) -> str:
+    """The value of an address header (From, To, Reply-To), written and folded by us.
+
+    The email package's folder cannot be trusted with names: on the Python we run (CPython
+    gh-80222) a long quoted name holding "," and "<addr>" loses its quotes when folded and becomes
+    extra recipients. Here a name that is not plain words (atoms of ASCII letters, digits and
+    ``!#$%&'*+/=?^_`{|}~-``) is written as RFC 2047 encoded words, which need no quotes: "," "<"
+    '"' and any letter stay inside a word, and the reader joins adjacent words into one name. Lines
+    break only between words, so folding never changes what the header says. Names reaching here are
+    one line (``header_text.one_line``): no line breaks or controls.
+    """
+    tokens: list[str] = []
+    for number, address in enumerate(addresses):
+        if number:
+            tokens[-1] += ","
+        tokens.extend(_mailbox_tokens(address))
+    return folded(header, tokens)
+
+
+def _mailbox_tokens(address: Address) -> list[str]:
+    name, addr_spec = address.display_name, address.addr_spec
+    if not name:
+        return [addr_spec]
+    plain = PHRASE.fullmatch(name) and "=?" not in name  # an atom may hold "=?": no words read as encoded
+    words = name.split(" ") if plain else list(encoded_words(name))
+    return [*words, f"<{addr_spec}>"]

@@ -9,13 +9,13 @@ groups stay theirs). Erasure blanks the address, so a later join from that addre
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
+from mailkit.header_text import decoded_one_line
 from matcher import erasure
 from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, Token, UnreadMessage
 from matcher.rounds import groups_of_member
@@ -29,9 +29,6 @@ PROFILE_FIELDS = ("name", "org", "about")
 FIELD_MAX_CHARS = {"name": 200, "org": 200, "about": 500}
 FREQUENCIES = (1, 2, 3)
 FORMER_MEMBER = "a former member"
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
-_SPACES = re.compile(r"\s+")
 
 
 class MemberError(ValueError):
@@ -62,15 +59,16 @@ def is_member(member: Member | None) -> bool:
 def clean_profile(fields: Mapping[str, str]) -> dict[str, str]:
     """The name/org/about values given, one line each, capped; other keys and empty values dropped.
 
-    Line breaks and control characters go because these values end up in headers (names) and in
-    other people's introductions.
+    Line breaks and control characters go, and encoded words are decoded (none is kept), because
+    these values end up in headers (names) and in other people's introductions
+    (mailkit/header_text.py).
     """
     cleaned: dict[str, str] = {}
     for key in PROFILE_FIELDS:
         value = fields.get(key)
         if not isinstance(value, str):
             continue
-        value = _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip()[: FIELD_MAX_CHARS[key]].strip()
+        value = decoded_one_line(value)[: FIELD_MAX_CHARS[key]].strip()
         if value:
             cleaned[key] = value
     return cleaned

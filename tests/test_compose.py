@@ -243,26 +243,6 @@ def test_a_plain_text_header_is_the_line_the_email_package_writes(name: str, val
     assert STOCK.fold_binary(name, STOCK.header_factory(name, value)) == (f"{name}: {text}\r\n".encode())
 
 
-_ADDRESS = st.builds(
-    lambda name, local, domain: Address(display_name=name, username=local, domain=domain),
-    st.one_of(st.just(""), st.lists(_ATOM, min_size=1, max_size=3).map(" ".join), _WORDISH),
-    st.lists(_ATOM, min_size=1, max_size=2).map(".".join),
-    st.lists(st.text(alphabet="abc-09", min_size=1, max_size=6), min_size=1, max_size=3).map(".".join),
-)
-
-
-@settings(max_examples=400, deadline=None)
-@given(st.sampled_from(("To", "Reply-To")), st.lists(_ADDRESS, min_size=1, max_size=3))
-def test_plain_address_headers_are_the_line_the_email_package_writes(
-    name: str, addresses: list[Address]
-) -> None:
-    value = tuple(addresses)
-    text = plain_header_text(name, value)
-    if text is None:
-        return
-    assert STOCK.fold_binary(name, STOCK.header_factory(name, value)) == (f"{name}: {text}\r\n".encode())
-
-
 @settings(max_examples=200, deadline=None)
 @given(
     st.datetimes(

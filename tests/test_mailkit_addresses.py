@@ -13,12 +13,11 @@ from mailkit.addresses import (
     canonical_address,
     has_control_characters,
     is_own_address,
-    is_plain_mailbox,
     mailbox,
-    one_line,
     plain_mailbox,
     plus_tag,
 )
+from mailkit.header_text import one_line
 
 PROGRAMME = "UnMentoring@example.test"
 _ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
@@ -120,8 +119,6 @@ def test_plain_mailboxes_read_and_write_as_the_email_package_does(name: str, loc
     assert plain_mailbox(text) == expected
     written = mailbox(name, f"{local}@{domain}")
     assert written == Address(display_name=name, addr_spec=f"{local}@{domain}")
-    if is_plain_mailbox(written):
-        assert str(written) == str(email.policy.default.header_factory("to", (written,)))
 
 
 @pytest.mark.parametrize("text", ["=?utf-8?q?Ann?= <a@b.c>", '"Ann" <a@b.c>', "a@b.c, d@e.f", "Ann  <a@b.c>"])

@@ -202,6 +202,11 @@ def explain(context: Context, messages: tuple[Path, ...]) -> None:
     its "file". With the programme's database, "context" says which round and group it answers."""
     config = context.config
     own = [config.programme.address]
+    limit = config.limits.max_message_bytes
+    too_large = (
+        f"larger than limits.max_message_bytes ({limit} bytes): the service ignores such mail unread, "
+        "so there is nothing to explain"
+    )
     files = [found for given in messages for found in _message_files(given)]
     single = len(messages) == 1 and len(files) == 1 and not messages[0].is_dir()
     database = config.database_path
@@ -211,18 +216,31 @@ def explain(context: Context, messages: tuple[Path, ...]) -> None:
         for path in files:
             result: dict[str, object] = {"file": str(path)}
             try:
-                raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+                raw = _read_at_most(path, limit + 1)  # never more: a huge input costs no more than a refusal
             except OSError as exc:
                 failed = True
                 result["error"] = f"cannot be read ({exc.strerror or exc.__class__.__name__})"
             else:
-                result.update(explain_message(raw, own_addresses=own, store=store))
+                if len(raw) > limit:
+                    if single:
+                        raise click.ClickException(f"{path}: {too_large}")
+                    failed = True
+                    result["error"] = too_large
+                else:
+                    result.update(explain_message(raw, own_addresses=own, store=store))
             click.echo(json.dumps(result, indent=2 if single else None, ensure_ascii=False))
     finally:
         if store is not None:
             store.close()
     if failed:
         raise SystemExit(1)
+
+
+def _read_at_most(path: Path, size: int) -> bytes:
+    if str(path) == "-":
+        return sys.stdin.buffer.read(size)
+    with path.open("rb") as file:
+        return file.read(size)
 
 
 def _message_files(given: Path) -> list[Path]:

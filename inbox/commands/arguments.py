@@ -14,6 +14,8 @@ import unicodedata
 from collections.abc import Mapping
 from datetime import date, timedelta
 
+from mailkit.header_text import decoded_one_line
+
 MAX_VALUE_CHARS = 500
 MAX_PAUSE_YEARS = 10
 _INDEFINITE = frozenset(
@@ -121,7 +123,9 @@ def profile_fields(lines: list[str]) -> dict[str, str]:
         if matched is None:
             continue
         key = _FIELD_KEYS[re.sub(r"\s+", " ", matched.group("key").lower())]
-        value = matched.group("value").strip()[:MAX_VALUE_CHARS]
+        # Mail clients write non-ASCII text as it is, but an encoded word may be typed (or forged):
+        # it is decoded, and what is kept is one line with no "=?" (mailkit.header_text).
+        value = decoded_one_line(matched.group("value"))[:MAX_VALUE_CHARS]
         if value and key not in fields:
             fields[key] = value
     return fields
