@@ -107,10 +107,6 @@ def test_secrets_are_masked_and_never_in_the_repr(tmp_path: Path) -> None:
             "[smtp]\nhost = 'smtp.example.org'\nsecurity = 'none'\n",
             "smtp.security: 'none' (no TLS) is allowed only for a server on this machine",
         ),
-        (
-            "[smtp]\nhost = 'smtp.example.org'\npassword_env = 'NOPE_NOT_SET'\n",
-            "smtp.password_env: environment variable NOPE_NOT_SET is not set",
-        ),
         ("[smtp]\nhost = 'h.example.org'\npassword = 'x'\n", "smtp.password: unknown key"),
         ("[lmtp]\nlisten = '8024'\n[smtp]\nhost = 'h.example.org'\n", "lmtp.listen: expected HOST:PORT"),
         ("[limits]\ntoken_days = 0\n", "limits.token_days: expected a positive integer"),
