@@ -94,6 +94,7 @@ class DeliveryReport:
     # (address, reason) of permanent refusals: the caller counts them against those addresses.
     bounces: list[tuple[str, str]] = field(default_factory=list)
     error: str = ""  # why the run stopped early, if it did
+    unavailable: bool = False  # stopped because the SMTP server could not be used (error says why)
 
     @property
     def attempted(self) -> int:
@@ -542,6 +543,7 @@ class Outbox:
                     )
                 except (SmtpUnavailable, Throttled) as exc:
                     report.error = str(exc)
+                    report.unavailable = isinstance(exc, SmtpUnavailable)
                     report.held = len(entries) - index
                     log.warning(
                         "outbox: delivery stopped, %d message(s) left for later: %s",

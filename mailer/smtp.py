@@ -154,13 +154,18 @@ class SmtpSender:
         except ssl.SSLCertVerificationError as exc:
             _quietly_close(conn)
             raise SmtpUnavailable(
-                f"{self._where}: TLS certificate not trusted ({exc.verify_message}); "
-                "set smtp.ca_file if the server uses a private CA"
+                f"{self._where}: TLS certificate verify failed ({exc.verify_message}): "
+                "set [smtp] ca_file to the CA that signed the server's certificate"
             ) from None
         except smtplib.SMTPAuthenticationError as exc:
             _quietly_close(conn)
             raise SmtpUnavailable(
-                f"{self._where}: login as {s.username!r} refused: {_reply(exc.smtp_code, exc.smtp_error)}"
+                f"{self._where}: login as {s.username!r} refused ({_reply(exc.smtp_code, exc.smtp_error)}): "
+                + (
+                    "run `unmentoring auth login` again"
+                    if s.auth == "xoauth2"
+                    else "check the password ([smtp] password_env or password_command) and username"
+                )
             ) from None
         except CredentialError as exc:
             _quietly_close(conn)

@@ -13,11 +13,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 from matcher.calendar import RoundDates, ordinal_of, parse_round_id
 from matcher.model import Group, Member, MemberStatus, Outcome, Result, Round, RoundState
-from matcher.pairing import PastGroup, Person, make_pairing
 from matcher.store import Store
+
+if TYPE_CHECKING:  # numpy and networkx load only when a round is paired: the other commands start fast
+    from matcher.pairing import PastGroup
 
 REASON_MAX_CHARS = 500
 _CLOSE_REPORT_META = "close_report:"
@@ -168,6 +171,8 @@ def start_round(store: Store, dates: RoundDates, now: datetime, *, seed: int | N
         existing = store.get(Round, dates.round_id)
         if existing is not None:
             return existing
+        from matcher.pairing import Person, make_pairing
+
         if seed is None:
             seed = round_seed(dates.round_id)
         # No group of this round exists yet, so the history before it also decides eligibility.
@@ -213,6 +218,8 @@ def preview_round(store: Store, dates: RoundDates, *, seed: int | None = None) -
         unpaired_ids = list(existing.unpaired)
         seed = existing.seed
     else:
+        from matcher.pairing import Person, make_pairing
+
         seed = round_seed(dates.round_id) if seed is None else seed
         eligible = _eligible(store, dates.starts_on, history)
         people = [Person(id=m.id, org=normalise_org(m.org)) for m in eligible]
@@ -463,6 +470,8 @@ def _ordinal_of_round(store: Store, round_id: str, cache: dict[str, int]) -> int
 
 def _history(store: Store, *, before: int) -> list[PastGroup]:
     """Every recorded group of a round earlier than ordinal ``before``, for the pairing's costs."""
+    from matcher.pairing import PastGroup
+
     ordinals = _round_ordinals(store)
     history = []
     for group in store.all(Group):

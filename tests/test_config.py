@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from unmentoring.config import ConfigError, load_config
+from unmentoring.config import SECRETS, SECTIONS, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,10 +114,6 @@ def test_secrets_are_masked_and_never_in_the_repr(tmp_path: Path) -> None:
             "[smtp]\nhost = 'smtp.example.org'\nsecurity = 'none'\n",
             "smtp.security: 'none' (no TLS) is allowed only for a server on this machine",
         ),
-        (
-            "[smtp]\nhost = 'smtp.example.org'\npassword_env = 'NOPE_NOT_SET'\n",
-            "smtp.password_env: environment variable NOPE_NOT_SET is not set",
-        ),
         ("[smtp]\nhost = 'h.example.org'\npassword = 'x'\n", "smtp.password: unknown key"),
         ("[lmtp]\nlisten = '8024'\n[smtp]\nhost = 'h.example.org'\n", "lmtp.listen: expected HOST:PORT"),
         ("[limits]\ntoken_days = 0\n", "limits.token_days: expected a positive integer"),
@@ -164,3 +161,14 @@ def test_check_config_prints_the_effective_configuration_without_secrets(tmp_pat
     assert shown["mode"] == "production"
     assert shown["programme"]["cadence"] == "last Friday"
     assert "s3cret-imap" not in result.stdout
+
+
+def test_the_readme_names_every_configuration_key() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [
+        f"{name}.{f.name}"
+        for name, cls in SECTIONS.items()
+        for f in dataclasses.fields(cls)
+        if f.name not in SECRETS and f"`{name}.{f.name}`" not in readme
+    ]
+    assert missing == [], f"README.md's configuration table lacks {missing}"

@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from inbox.sources.base import SourceError
 from mailer.smtp import SmtpUnavailable
 from mailkit.credentials import CommandPassword, CredentialError, StaticPassword, login_with
 from mailkit.oauth2 import (
@@ -37,7 +36,7 @@ from mailkit.oauth2 import (
 from matcher.clock import FakeClock
 from tests.servers import Dovecot, SmtpSink, TlsFiles, TokenServer
 from tests.test_apply import make_message
-from unmentoring import daemon, service
+from unmentoring import daemon
 from unmentoring.cli import main
 from unmentoring.config import ConfigError, load_config
 
@@ -262,11 +261,6 @@ GOOD_SERVERS = (
             "oauth2.device_url",
             "https://",
         ),
-        (
-            '[oauth2]\nclient_id = "x"\nclient_secret_env = "UM_SURELY_UNSET_SECRET"\n',
-            "oauth2.client_secret_env",
-            "not set",
-        ),
         ('[oauth2]\nclient_id = "x"\nclient_secret = "inline"\n', "oauth2.client_secret", "unknown key"),
     ],
 )
@@ -278,6 +272,16 @@ def test_auth_configuration_errors_name_the_file_and_key(
     with pytest.raises(ConfigError) as caught:
         load_config(path, {"HOME": "/root"})
     assert caught.value.key == key and expected in caught.value.problem and str(path) in str(caught.value)
+
+
+def test_an_unset_client_secret_is_needed_only_to_sign_in_or_connect(tmp_path: Path) -> None:
+    path = tmp_path / "unmentoring.toml"
+    path.write_text('[oauth2]\nclient_id = "x"\nclient_secret_env = "UM_SURELY_UNSET_SECRET"\n')
+    config = load_config(path, {"HOME": "/root"})  # status, members... work
+    assert config.missing_env == (("oauth2.client_secret_env", "UM_SURELY_UNSET_SECRET"),)
+    with pytest.raises(ConfigError) as caught:
+        config.require_secrets("oauth2")  # auth login, run, tick
+    assert caught.value.key == "oauth2.client_secret_env" and "not set" in caught.value.problem
 
 
 def test_client_secret_comes_from_the_environment_and_is_masked(tmp_path: Path) -> None:
@@ -386,7 +390,7 @@ def test_the_service_reads_and_sends_across_several_token_lifetimes(
             oauth_dovecot.deliver(user, make_message(sender, "Please sign me up", "join", to=PROGRAMME))
             if lifetime:
                 oauth_dovecot.kick(user)  # providers drop idle connections: the next pass logs in again
-            passes.run(lambda app: service.tick(app, passes.source))
+            passes.tick()
             replies = replies_to(oauth_sink, sender)
             assert replies, f"no reply to {sender} in token lifetime {lifetime}"
             message = message_from_bytes(replies[0])
@@ -415,9 +419,7 @@ def test_a_revoked_refresh_token_stops_the_service_with_one_line(
     tokens.revoke_refresh_tokens()
     passes = daemon.Passes(config, clock)
     try:
-        with pytest.raises(SourceError) as caught:
-            passes.run(lambda app: service.tick(app, passes.source))
-        imap_line = str(caught.value)
+        imap_line = passes.tick().inbox_error  # the pass goes on without the inbox, and says why
 
         def connect(app):
             with app.smtp_sender() as sender:

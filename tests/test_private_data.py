@@ -87,10 +87,10 @@ def join(env: CliEnv, who: str, name: str) -> None:
 
 def run_a_round(env: CliEnv) -> None:
     env.ok("round", "start")
-    env.ok("round", "followup")
+    env.ok("round", "followup", "--force")
     write(env, ALICE, "met", replying_to="followup")
     env.ok("tick")
-    env.ok("round", "close")
+    env.ok("round", "close", "--force")
     assert messages_of_kind(env.mailbox("organiser@localhost"), "summary"), "no summary for the organisers"
 
 

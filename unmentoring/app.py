@@ -3,30 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import date, datetime, time
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from time import sleep as time_sleep
+from typing import TYPE_CHECKING, Any
 
-from inbox.processor import Processor
-from inbox.settings import inbox_settings_from_config
-from inbox.sources.base import Source
-from inbox.sources.imap import ImapSettings, ImapSource
-from inbox.sources.maildir import MaildirSource
-from mailer.outbox import Outbox
-from mailer.render import Renderer
-from mailer.settings import MailSettings, mail_settings_from_config
-from mailer.smtp import SmtpSender
-from mailer.summary import build_summary
-from matcher import tokens
-from matcher.calendar import Calendar, next_round
+from matcher.calendar import Calendar
 from matcher.clock import Clock, SystemClock
 from matcher.private_files import private_folder
 from matcher.store import Store
-from unmentoring.auth import server_credential
 from unmentoring.config import WEEKDAYS, Config, parse_cadence
-from unmentoring.cycle import Cycle, CycleSettings
+from unmentoring.upcoming import upcoming_round
+
+if TYPE_CHECKING:  # the working parts are built, and their modules imported, when first used
+    from inbox.processor import Processor
+    from inbox.sources.base import Source
+    from mailer.outbox import Outbox
+    from mailer.settings import MailSettings
+    from mailer.smtp import SmtpSender
+    from unmentoring.cycle import Cycle
+
+STORE_WAIT_SECONDS = 30.0  # a running service holds the database for a pass: others wait for it this long
 
 
 def calendar_from_config(config: Config) -> Calendar:
@@ -46,45 +46,77 @@ def calendar_from_config(config: Config) -> Calendar:
 
 @dataclass
 class App:
+    """The open database and the calendar; the other parts are built when a command first uses them."""
+
     config: Config
     clock: Clock
     store: Store
     calendar: Calendar
-    mail: MailSettings
-    outbox: Outbox
-    processor: Processor
-    cycle: Cycle
 
     @classmethod
     def open(
         cls, config: Config, clock: Clock | None = None, *, wait: float = 0, backup_every: float = 0
     ) -> App:
-        """Open the database (waiting up to ``wait`` seconds for another process to close it) and build
-        every part."""
+        """Open the database (waiting up to ``wait`` seconds for another process to close it)."""
         clock = clock or SystemClock()
         private_folder(config.data_dir)
         store = Store.open(config.database_path, wait=wait, backup_every=backup_every)
         try:
             calendar = calendar_from_config(config)
-            mail = mail_settings_from_config(config)
-            outbox = Outbox(store, clock, mail, Renderer(mail), journal=config.data_dir / "outbox.journal")
-
-            def next_round_on(now: datetime):
-                return next_round(calendar, now).starts_on
-
-            processor = Processor(store, clock, inbox_settings_from_config(config, next_round_on))
-            cycle = Cycle(
-                store,
-                calendar,
-                CycleSettings(ghost_rounds=config.limits.ghost_rounds),
-                queue=outbox.queue_many,
-                summarise=lambda s, round_id, now: build_summary(s, round_id, mail),
-                member_token=lambda s, member, now: tokens.member_token(s, member, now).token,
-            )
         except BaseException:
             store.close()
             raise
-        return cls(config, clock, store, calendar, mail, outbox, processor, cycle)
+        return cls(config, clock, store, calendar)
+
+    def next_round_on(self, now: datetime) -> date:
+        return upcoming_round(self.calendar, self.store, now).starts_on
+
+    @property
+    def outbox_journal(self) -> Path:
+        return self.config.data_dir / "outbox.journal"
+
+    def fold_outbox_journal(self) -> None:
+        """Bring the outbox's records up to date with the sends journaled since the last fold; a command
+        that only reads (status) builds no outbox, with its templates, when there is nothing to fold."""
+        journal = self.outbox_journal
+        if journal.exists() and journal.stat().st_size:
+            self.outbox.fold_journal()
+
+    @cached_property
+    def mail(self) -> MailSettings:
+        from mailer.settings import mail_settings_from_config
+
+        return mail_settings_from_config(self.config)
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        from mailer.outbox import Outbox
+        from mailer.render import Renderer
+
+        return Outbox(self.store, self.clock, self.mail, Renderer(self.mail), journal=self.outbox_journal)
+
+    @cached_property
+    def processor(self) -> Processor:
+        from inbox.processor import Processor
+        from inbox.settings import inbox_settings_from_config
+
+        return Processor(self.store, self.clock, inbox_settings_from_config(self.config, self.next_round_on))
+
+    @cached_property
+    def cycle(self) -> Cycle:
+        from mailer.summary import build_summary
+        from matcher import tokens
+        from unmentoring.cycle import Cycle, CycleSettings
+
+        mail = self.mail
+        return Cycle(
+            self.store,
+            self.calendar,
+            CycleSettings(ghost_rounds=self.config.limits.ghost_rounds),
+            queue=self.outbox.queue_many,
+            summarise=lambda s, round_id, now: build_summary(s, round_id, mail),
+            member_token=lambda s, member, now: tokens.member_token(s, member, now).token,
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -102,18 +134,42 @@ class App:
         return inbox_maildir(self.config)
 
     def smtp_sender(self) -> SmtpSender:
+        from mailer.smtp import SmtpSender
+        from unmentoring.auth import server_credential
+
         smtp = self.config.smtp
         credential = None if smtp is None else server_credential(self.config, smtp, "SMTP", self.clock)
         return SmtpSender(self.mail.smtp, clock=self.clock, credential=credential)
 
 
-def inbound_source(config: Config, state: StoreMeta, clock: Clock | None = None) -> Source:
-    """Where mail comes in (the config decides): IMAP, else the Maildir our receiving server fills."""
+def inbound_source(
+    config: Config,
+    state: StoreMeta,
+    clock: Clock | None = None,
+    *,
+    max_attempts: int = 5,
+    connect_attempts: int | None = None,
+    sleep: Callable[[float], None] = time_sleep,
+) -> Source:
+    """Where mail comes in (the config decides): IMAP, else the Maildir our receiving server fills.
+    ``max_attempts`` and ``connect_attempts``: how often IMAP tries an operation, and ``connect()``;
+    ``sleep`` waits between the attempts."""
+    from inbox.sources.imap import ImapSettings, ImapSource
+    from inbox.sources.maildir import MaildirSource
+    from unmentoring.auth import server_credential
+
     imap = config.inbound_imap
     if imap is not None:
         shared = {f.name: getattr(imap, f.name) for f in dataclasses.fields(ImapSettings) if f.name != "auth"}
         credential = server_credential(config, imap, "IMAP", clock or SystemClock())
-        return ImapSource(ImapSettings(**shared, auth=imap.mechanism), state, credential=credential)
+        return ImapSource(
+            ImapSettings(**shared, auth=imap.mechanism),
+            state,
+            credential=credential,
+            max_attempts=max_attempts,
+            connect_attempts=connect_attempts,
+            sleep=sleep,
+        )
     return MaildirSource(inbox_maildir(config))
 
 

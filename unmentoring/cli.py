@@ -9,16 +9,10 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from inbox.explain import explain as explain_message
-from inbox.lmtp import LmtpServer, MailServerStartError
-from mailer.settings import mail_settings_from_config
-from mailer.template_check import TemplateReport, check_templates
-from matcher.store import Store, StoreCorrupt, StoreError, StoreLocked
-from unmentoring import daemon, service
-from unmentoring.app import App
 from unmentoring.cli_auth import make_auth_group
 from unmentoring.cli_members import make_members_group
 from unmentoring.cli_rounds import (
@@ -28,14 +22,17 @@ from unmentoring.cli_rounds import (
     make_summary_command,
 )
 from unmentoring.config import Config, ConfigError, Mode, find_config_path, load_config
-from unmentoring.demo import new_demo_dir, run_demo
-from unmentoring.sandbox import SandboxServer, banner
 from unmentoring.sandbox_cli import make_sandbox_group
+
+if TYPE_CHECKING:  # what a command needs is imported by that command: those that draw nothing start fast
+    from mailer.template_check import TemplateReport
+    from unmentoring.app import App
 
 EXIT_CONFIG = 2
 EXIT_LOCKED = 3
 EXIT_STORE = 4
 EXIT_SERVER = 5
+EXIT_MAIL = 6  # tick: the inbox or the SMTP server could not be used (the rest of the pass was done)
 
 
 class Context:
@@ -64,13 +61,20 @@ class Group(click.Group):
         except ConfigError as exc:
             click.echo(f"configuration error: {exc}", err=True)
             sys.exit(EXIT_CONFIG)
-        except StoreLocked as exc:
-            click.echo(f"unmentoring is {exc}", err=True)
-            sys.exit(EXIT_LOCKED)
-        except (StoreCorrupt, StoreError) as exc:
-            click.echo(f"database error: {exc}", err=True)
-            sys.exit(EXIT_STORE)
-        except MailServerStartError as exc:
+        except Exception as exc:
+            # Imported only now: `--help` and the commands that open no database start without them.
+            from matcher.store import StoreError, StoreLocked
+
+            if isinstance(exc, StoreLocked):
+                click.echo(f"unmentoring is {exc}", err=True)
+                sys.exit(EXIT_LOCKED)
+            if isinstance(exc, StoreError):  # StoreCorrupt among them
+                click.echo(f"database error: {exc}", err=True)
+                sys.exit(EXIT_STORE)
+            # Only a command that ran a mail server of its own can have loaded the module (and raised it).
+            receiving = sys.modules.get("inbox.receiving")
+            if receiving is None or not isinstance(exc, receiving.MailServerStartError):
+                raise
             click.echo(f"cannot start: {exc}", err=True)
             sys.exit(EXIT_SERVER)
 
@@ -95,6 +99,12 @@ def check_config(context: Context) -> None:
     """Check the configuration and print it, with secrets masked; render every template with sample data."""
     config = context.config
     click.echo(json.dumps(config.masked(), indent=2, default=str))
+    for key, variable in config.missing_env:
+        click.echo(
+            f"warning: {key}: environment variable {variable} is not set; `run`, `tick` and commands that "
+            "send mail need it",
+            err=True,
+        )
     report = templates_render(config)
     if report.errors:
         sys.exit(EXIT_CONFIG)
@@ -106,6 +116,9 @@ def templates_render(config: Config) -> TemplateReport:
     """Render every template with sample values, saying on stderr what is wrong (file and line) and what
     looks unintended. `run` and `tick` check too: a broken override must stop the start, not fail a
     member's mail later."""
+    from mailer.settings import mail_settings_from_config
+    from mailer.template_check import check_templates
+
     report = check_templates(mail_settings_from_config(config))
     own_folder = config.templates_dir or Path()
     for name in report.unused:
@@ -132,8 +145,14 @@ def _shown(path: Path) -> str:
 @pass_context
 def run(context: Context, poll_seconds: int | None) -> None:
     """Run the service until SIGTERM or Ctrl-C: read mail, run the rounds, send mail."""
+    from inbox.lmtp import LmtpServer
+    from unmentoring import daemon
+    from unmentoring.app import App
+    from unmentoring.sandbox import SandboxServer, banner
+
     setup_logging()
     config = context.config
+    config.require_secrets()
     if templates_render(config).errors:
         sys.exit(EXIT_CONFIG)
     stop = threading.Event()
@@ -176,21 +195,34 @@ def run(context: Context, poll_seconds: int | None) -> None:
 @main.command()
 @pass_context
 def tick(context: Context) -> None:
-    """Do one pass (read mail, run due round steps, send mail) and exit: for cron or a systemd timer."""
+    """Do one pass (read mail, run due round steps, send mail) and exit: for cron or a systemd timer.
+
+    A mail server that cannot be used is named on stderr in one line (with the fix), the rest of the pass
+    is done, and the exit status is 6."""
+    from unmentoring import daemon
+
     setup_logging()
+    context.config.require_secrets()
     if templates_render(context.config).errors:
         sys.exit(EXIT_CONFIG)
     stop = threading.Event()
     daemon.install_stop_handlers(stop)
     lock = daemon.start_service(context.config)
+    passes = None
     try:
-        with App.open(context.config, wait=daemon.STORE_WAIT_SECONDS) as app:
-            report = service.tick(app, should_stop=stop.is_set)
+        passes = daemon.Passes(context.config, backoff=False)
+        report = passes.tick(stop.is_set)
     finally:
+        if passes is not None:
+            passes.close()
         lock.release()
-    click.echo(f"inbox: {report.inbox}")
-    click.echo(f"steps: {', '.join(report.steps) or 'none due'}")
-    click.echo(f"outbox: {report.delivery}")
+    for line in report.lines():
+        click.echo(line)
+    failures = report.failures()
+    for line in failures:
+        click.echo(f"error: {line}", err=True)
+    if failures:
+        sys.exit(EXIT_MAIL)
 
 
 @main.command()
@@ -200,6 +232,10 @@ def explain(context: Context, messages: tuple[Path, ...]) -> None:
     """Show how the service reads each MESSAGE (an .eml file, a folder of them, or - for standard
     input), changing nothing: one JSON object, or with several messages one per line, each naming
     its "file". With the programme's database, "context" says which round and group it answers."""
+    from inbox.explain import explain as explain_message
+    from matcher.store import Store
+    from unmentoring.app import STORE_WAIT_SECONDS
+
     config = context.config
     own = [config.programme.address]
     limit = config.limits.max_message_bytes
@@ -210,7 +246,7 @@ def explain(context: Context, messages: tuple[Path, ...]) -> None:
     files = [found for given in messages for found in _message_files(given)]
     single = len(messages) == 1 and len(files) == 1 and not messages[0].is_dir()
     database = config.database_path
-    store = Store.open(database, wait=daemon.STORE_WAIT_SECONDS) if database.exists() else None
+    store = Store.open(database, wait=STORE_WAIT_SECONDS) if database.exists() else None
     failed = False
     try:
         for path in files:
@@ -265,6 +301,8 @@ def _message_files(given: Path) -> list[Path]:
 )
 def demo(people: int, rounds: int, folder: Path | None) -> None:
     """Simulate a small programme on the sandbox in seconds: joins, rounds, replies, a summary."""
+    from unmentoring.demo import new_demo_dir, run_demo
+
     folder = folder or new_demo_dir()
     click.echo(f"demo data in {folder}")
     summary = run_demo(folder, people=people, rounds=rounds, say=click.echo)
@@ -276,10 +314,12 @@ def demo(people: int, rounds: int, folder: Path | None) -> None:
 
 def open_app() -> App:
     """The App for the current command's configuration (the caller closes it)."""
+    from unmentoring.app import STORE_WAIT_SECONDS, App
+
     context = click.get_current_context().find_object(Context)
     assert context is not None
     # a running service holds the database only for a pass: wait for it rather than refuse
-    return App.open(context.config, wait=daemon.STORE_WAIT_SECONDS)
+    return App.open(context.config, wait=STORE_WAIT_SECONDS)
 
 
 def current_config() -> Config:

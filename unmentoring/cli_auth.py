@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import click
 
-from unmentoring.auth import oauth2_client, token_file_path
 from unmentoring.config import Config, ConfigError
 
 CurrentConfig = Callable[[], Config]
@@ -32,8 +31,10 @@ def make_auth_group(current_config: CurrentConfig) -> click.Group:
             start_device_login,
         )
         from matcher.clock import SystemClock
+        from unmentoring.auth import oauth2_client, token_file_path
 
         config = current_config()
+        config.require_secrets("oauth2")
         client = oauth2_client(config)
         if client is None:
             raise ConfigError(config.source, "oauth2", "expected an [oauth2] section to sign in with")

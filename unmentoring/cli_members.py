@@ -8,17 +8,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
-from tqdm import tqdm
 
-from mailkit.addresses import canonical_address
-from matcher import members as member_ops
-from matcher import tokens
 from matcher.model import Member, MemberStatus, Notice
-from unmentoring.app import App
 from unmentoring.csv_cells import restore, write_csv
+
+if TYPE_CHECKING:  # rounds, tokens and sending are imported by the commands that use them
+    from unmentoring.app import App
 
 EXPORT_FIELDS = (
     "address",
@@ -54,18 +52,31 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
 
     @members.command("list")
     @click.option("--status", type=click.Choice([s.value for s in MemberStatus]), help="Only this status.")
-    def list_members(status: str | None) -> None:
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    def list_members(status: str | None, as_json: bool) -> None:
         """One line per member: address, status, frequency, name, organisation."""
         with open_app() as app:
-            for m in sorted(app.store.all(Member), key=lambda m: m.address):
-                if m.erased or (status and m.status != status):
-                    continue
-                click.echo(f"{m.address}\t{m.status}\tevery {m.frequency}\t{m.name}\t{m.org}")
+            chosen = [
+                m
+                for m in sorted(app.store.all(Member), key=lambda m: m.address)
+                if not m.erased and not (status and m.status != status)
+            ]
+        if as_json:
+            rows = [
+                {k: v for k, v in m.to_dict().items() if k in EXPORT_FIELDS} | {"name": m.name}
+                for m in chosen
+            ]
+            click.echo(json.dumps(rows, indent=2, default=str, ensure_ascii=False))
+            return
+        for m in chosen:
+            click.echo(f"{m.address}\t{m.status}\tevery {m.frequency}\t{m.name}\t{m.org}")
 
     @members.command()
     @click.argument("address")
     def show(address: str) -> None:
         """Everything held about one member, as JSON."""
+        from matcher import members as member_ops
+
         with open_app() as app:
             member = _require(app, address)
             click.echo(json.dumps(member_ops.member_data(app.store, member), indent=2, default=str))
@@ -89,6 +100,8 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
     @click.argument("address")
     def remove(address: str) -> None:
         """Mark a member as left (no email is sent)."""
+        from matcher import members as member_ops
+
         with open_app() as app, app.store.transaction():
             member = _require(app, address)
             member_ops.mark_left(app.store, member, app.clock.now())
@@ -128,6 +141,10 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
             click.echo(problem, err=True)
         if problems:
             raise ImportRefused(f"{len(problems)} bad row(s); nothing imported")
+        from tqdm import tqdm
+
+        from matcher import members as member_ops
+
         with open_app() as app:
             new = [r for r in rows if not member_ops.is_member(member_ops.find_member(app.store, r.address))]
             if dry_run:
@@ -144,9 +161,7 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
         """Export members (not erased ones) as CSV or JSON."""
         with open_app() as app:
             rows = [
-                {k: v for k, v in m.to_dict().items() if k in EXPORT_FIELDS}
-                for m in sorted(app.store.all(Member), key=lambda m: m.address)
-                if not m.erased
+                _exported(m) for m in sorted(app.store.all(Member), key=lambda m: m.address) if not m.erased
             ]
         if fmt == "json":
             json.dump(rows, output, indent=2)
@@ -190,6 +205,8 @@ def read_import_rows(
 
 
 def _check_row(line: int, address: str, name: str, org: str, about: str) -> ImportRow:
+    from mailkit.addresses import canonical_address
+
     canonical = canonical_address(address)
     if not canonical or "@" not in canonical:
         raise click.BadParameter(f"line {line}: not an email address: {address.strip()[:80]!r}")
@@ -201,6 +218,9 @@ def _check_row(line: int, address: str, name: str, org: str, about: str) -> Impo
 
 
 def _add_rows(app: App, rows) -> int:
+    from matcher import members as member_ops
+    from matcher import tokens
+
     now = app.clock.now()
     notices = []
     count = 0
@@ -228,7 +248,15 @@ def _add_rows(app: App, rows) -> int:
     return count
 
 
+def _exported(member: Member) -> dict[str, object]:
+    """What `members export` and `members list --json` show of a member."""
+    return {k: v for k, v in member.to_dict().items() if k in EXPORT_FIELDS}
+
+
 def _require(app: App, address: str) -> Member:
+    from mailkit.addresses import canonical_address
+    from matcher import members as member_ops
+
     member = member_ops.find_member(app.store, canonical_address(address))
     if member is None:
         raise click.ClickException(f"no member with address {address}")

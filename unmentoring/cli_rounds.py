@@ -6,18 +6,17 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from mailer.outbox import OutboxError
-from matcher import rounds
-from matcher.calendar import RoundDates, current_round, next_round, round_dates
-from matcher.model import Member, MemberStatus, OutboxEntry, Round
-from matcher.rounds import RoundPreview
-from unmentoring import service
-from unmentoring.app import App
+if TYPE_CHECKING:  # what a command needs is imported when it runs: `--help` and `status` start fast
+    from matcher.calendar import RoundDates
+    from matcher.model import Member, Round
+    from matcher.rounds import RoundPreview
+    from unmentoring.app import App
 
-OpenApp = Callable[[], App]
+OpenApp = Callable[[], "App"]
 
 
 def make_round_group(open_app: OpenApp) -> click.Group:
@@ -30,6 +29,8 @@ def make_round_group(open_app: OpenApp) -> click.Group:
     @click.option("--seed", type=int, help="Pairing seed (default: the one the round will use).")
     def preview(on: datetime | None, seed: int | None) -> None:
         """Print the groups the round would make, changing nothing."""
+        from matcher import rounds
+
         with open_app() as app:
             dates = _dates_for(app, on)
             click.echo(format_preview(rounds.preview_round(app.store, dates, seed=seed)))
@@ -41,6 +42,7 @@ def make_round_group(open_app: OpenApp) -> click.Group:
     def start(on: datetime | None, seed: int | None, no_send: bool) -> None:
         """Start the round now (pair everyone eligible) and send the introductions."""
         with open_app() as app:
+            _check_can_send(app, no_send)
             dates = _dates_for(app, on)
             done = app.cycle.start(dates, app.clock.now(), seed=seed)
             click.echo(", ".join(done) or f"round {dates.round_id} was already started")
@@ -49,10 +51,13 @@ def make_round_group(open_app: OpenApp) -> click.Group:
     @round_.command()
     @click.argument("round_id", required=False)
     @click.option("--no-send", is_flag=True)
-    def followup(round_id: str | None, no_send: bool) -> None:
+    @click.option("--force", is_flag=True, help="Even before the round's meeting week has ended.")
+    def followup(round_id: str | None, no_send: bool, force: bool) -> None:
         """Ask every member of the round whether they met (once per round)."""
         with open_app() as app:
+            _check_can_send(app, no_send)
             round_id = round_id or _latest_round(app).id
+            _check_meeting_week_over(app, round_id, "asking whether people met", force)
             done = app.cycle.send_followups(round_id, app.clock.now())
             click.echo(", ".join(done) or f"round {round_id}: follow-ups were already sent")
             _send(app, no_send)
@@ -60,10 +65,15 @@ def make_round_group(open_app: OpenApp) -> click.Group:
     @round_.command()
     @click.argument("round_id", required=False)
     @click.option("--no-send", is_flag=True)
-    def close(round_id: str | None, no_send: bool) -> None:
+    @click.option("--force", is_flag=True, help="Even before the round's meeting week has ended.")
+    def close(round_id: str | None, no_send: bool, force: bool) -> None:
         """Close the round (silence becomes "no reply", ghosts are paused) and send the summary."""
         with open_app() as app:
+            _check_can_send(app, no_send)
             round_id = round_id or _latest_round(app).id
+            _check_meeting_week_over(
+                app, round_id, "closing counts everyone who has not answered yet as silent", force
+            )
             now = app.clock.now()
             done = app.cycle.close(round_id, now) + app.cycle.send_summary(round_id, now)
             click.echo(", ".join(done) or f"round {round_id} was already closed")
@@ -71,26 +81,58 @@ def make_round_group(open_app: OpenApp) -> click.Group:
 
     @round_.command()
     @click.argument("round_id", required=False)
-    def show(round_id: str | None) -> None:
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    def show(round_id: str | None, as_json: bool) -> None:
         """The round's groups, hosts and outcomes."""
+        from matcher import rounds
+        from matcher.model import Round
+
         with open_app() as app:
             stored = app.store.get(Round, round_id) if round_id else _latest_round(app)
             if stored is None:
                 raise click.ClickException(f"no round {round_id}")
-            click.echo(f"round {stored.id} ({stored.state}), started {stored.starts_on}, seed {stored.seed}")
+            groups = []
             for group in rounds.groups_of_round(app.store, stored.id):
-                people = rounds.members_of(app.store, group.members)
                 result = group.result()
-                click.echo(f"  group {group.number}: {result.value if result else 'open'}")
-                for m in people:
+                people = []
+                for m in rounds.members_of(app.store, group.members):
                     outcome = group.outcomes.get(m.id)
-                    said = "-"
-                    if outcome is not None:
-                        said = outcome.result.value + (f" ({outcome.reason})" if outcome.reason else "")
-                    host = " [host]" if m.id == group.host else ""
-                    click.echo(f"    {m.display_name} <{m.address}> {m.org}{host}: {said}")
-            for member_id in stored.unpaired:
-                click.echo(f"  unpaired: {member_id}")
+                    people.append(
+                        {
+                            "name": m.display_name,
+                            "address": m.address,
+                            "org": m.org,
+                            "host": m.id == group.host,
+                            "said": outcome.result.value if outcome is not None else None,
+                            "reason": outcome.reason if outcome is not None else "",
+                        }
+                    )
+                groups.append(
+                    {"number": group.number, "result": result.value if result else None, "members": people}
+                )
+        shown = {
+            "id": stored.id,
+            "state": stored.state.value,
+            "started": stored.starts_on,
+            "seed": stored.seed,
+            "steps_done": [str(step) for step in stored.steps_done],
+            "groups": groups,
+            "unpaired": list(stored.unpaired),
+        }
+        if as_json:
+            _echo_json(shown)
+            return
+        click.echo(f"round {stored.id} ({stored.state}), started {stored.starts_on}, seed {stored.seed}")
+        for group in groups:
+            click.echo(f"  group {group['number']}: {group['result'] or 'open'}")
+            for m in group["members"]:
+                said = "-"
+                if m["said"] is not None:
+                    said = m["said"] + (f" ({m['reason']})" if m["reason"] else "")
+                host = " [host]" if m["host"] else ""
+                click.echo(f"    {m['name']} <{m['address']}> {m['org']}{host}: {said}")
+        for member_id in stored.unpaired:
+            click.echo(f"  unpaired: {member_id}")
 
     return round_
 
@@ -102,21 +144,46 @@ def make_outbox_group(open_app: OpenApp) -> click.Group:
 
     @outbox.command("list")
     @click.option("--status", type=click.Choice(["queued", "sent", "failed"]))
-    def list_entries(status: str | None) -> None:
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    def list_entries(status: str | None, as_json: bool) -> None:
         """One line per email: key, kind, status, attempts, last error."""
+        from matcher.model import OutboxEntry
+
         with open_app() as app:
-            app.outbox.fold_journal()
+            app.fold_outbox_journal()
             entries = app.store.find(OutboxEntry, "status", status) if status else app.store.all(OutboxEntry)
-            for e in entries:
-                click.echo(f"{e.key}\t{e.kind}\t{e.status}\t{e.attempts}\t{e.last_error}")
+            rows = [
+                {
+                    "key": e.key,
+                    "kind": e.kind,
+                    "status": str(e.status),
+                    "attempts": e.attempts,
+                    "last_error": e.last_error,
+                    "recipients": list(e.recipients),
+                    "message_id": e.message_id,
+                    "sent_at": e.sent_at,
+                }
+                for e in entries
+            ]
+        if as_json:
+            _echo_json(rows)
+            return
+        for row in rows:
+            click.echo(
+                f"{row['key']}\t{row['kind']}\t{row['status']}\t{row['attempts']}\t{row['last_error']}"
+            )
 
     @outbox.command()
     @click.argument("keys", nargs=-1)
     @click.option("--all-failed", is_flag=True, help="Retry every failed email.")
     def retry(keys: tuple[str, ...], all_failed: bool) -> None:
         """Queue failed emails again (by key, or --all-failed) and send what is due."""
+        from mailer.outbox import OutboxError
+        from matcher.model import OutboxEntry
+
         with open_app() as app:
-            app.outbox.fold_journal()
+            _check_can_send(app, no_send=False)
+            app.fold_outbox_journal()
             with app.store.transaction():
                 chosen = (
                     app.store.find(OutboxEntry, "status", "failed")
@@ -151,6 +218,7 @@ def make_summary_command(open_app: OpenApp) -> click.Command:
         if bool(preview_dir) == send:
             raise click.UsageError("give exactly one of --preview DIR or --send")
         with open_app() as app:
+            _check_can_send(app, no_send=preview_dir is not None)
             round_id = round_id or _latest_round(app).id
             notice = app.cycle.summarise(app.store, round_id, app.clock.now())
             if preview_dir is not None:
@@ -177,34 +245,47 @@ def make_status_command(open_app: OpenApp) -> click.Command:
     @click.command()
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
     def status(as_json: bool) -> None:
-        """Members by status, the rounds, the outbox and when the next round starts."""
+        """Members by status, the rounds, the outbox, when the next round starts and how mail is flowing."""
+        from matcher.model import Member, MemberStatus, OutboxEntry, Round
+        from unmentoring.health import health_path, load_health
+        from unmentoring.upcoming import upcoming_round
+
         with open_app() as app:
             now = app.clock.now()
-            app.outbox.fold_journal()
+            app.fold_outbox_journal()
             members = [m for m in app.store.all(Member) if not m.erased]
             latest = max(app.store.all(Round), key=lambda r: r.ordinal, default=None)
-            info = {
+            info: dict[str, Any] = {
                 "mode": app.config.mode,
                 "programme": app.config.programme.name,
                 "address": app.config.programme.address,
                 "members": {s.value: sum(m.status is s for m in members) for s in MemberStatus},
                 "latest_round": latest.id if latest else None,
                 "latest_round_state": latest.state.value if latest else None,
-                "next_round_on": next_round(app.calendar, now).starts_on.isoformat(),
+                "next_round_on": upcoming_round(app.calendar, app.store, now).starts_on.isoformat(),
                 "outbox": {
                     s: app.store.count(OutboxEntry, "status", s) for s in ("queued", "sent", "failed")
                 },
             }
+            health = load_health(health_path(app.config.data_dir))
         if as_json:
-            click.echo(json.dumps(info, indent=2))
+            _echo_json({**info, **health.to_dict()})
             return
         for key, value in info.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{n} {name}" for name, n in value.items())
+            elif value is None:
+                value = "none"
             click.echo(f"{key}: {value}")
+        for line in health.lines():
+            click.echo(line)
 
     return status
 
 
 def _dates_for(app: App, on: datetime | None) -> RoundDates:
+    from matcher.calendar import current_round, next_round, round_dates
+
     if on is None:
         return (
             current_round(app.calendar, app.clock.now())
@@ -216,23 +297,59 @@ def _dates_for(app: App, on: datetime | None) -> RoundDates:
 
 def _current_is_open(app: App) -> bool:
     """Whether this month's round can still start: its meeting week has not ended."""
+    from matcher.calendar import current_round
+
     now = app.clock.now()
     dates = current_round(app.calendar, now)
     return now.astimezone(app.calendar.zone).date() <= dates.meeting_week_end
 
 
+def _check_meeting_week_over(app: App, round_id: str, what: str, force: bool) -> None:
+    """Before the meeting week has ended people may still be meeting: say so, and go on only with --force."""
+    from matcher.calendar import round_dates_for_id
+
+    try:
+        dates = round_dates_for_id(app.calendar, round_id)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    today = app.clock.now().astimezone(app.calendar.zone).date()
+    if today > dates.meeting_week_end:
+        return
+    click.echo(
+        f"warning: round {round_id}'s meeting week runs until {dates.meeting_week_end:%A %d %B %Y}; "
+        f"{what} now is early",
+        err=True,
+    )
+    if not force:
+        raise click.ClickException("nothing done; add --force to do it anyway")
+
+
+def _echo_json(value: object) -> None:
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
 def _latest_round(app: App) -> Round:
+    from matcher.model import Round
+
     latest = max(app.store.all(Round), key=lambda r: r.ordinal, default=None)
     if latest is None:
         raise click.ClickException("no round has been started yet")
     return latest
 
 
+def _check_can_send(app: App, no_send: bool) -> None:
+    """Before a command changes anything: it will send, so the mail server's secrets must be there."""
+    if not no_send:
+        app.config.require_secrets()
+
+
 def _send(app: App, no_send: bool) -> None:
+    from unmentoring import service
+
     if no_send:
         return
     report = service.deliver_outbox(app, progress=True)
-    click.echo(f"outbox: {report}")
+    click.echo(f"outbox: {service.describe_delivery(report)}")
 
 
 def format_preview(preview: RoundPreview) -> str:

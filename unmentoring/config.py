@@ -205,15 +205,7 @@ def _with_auth(config: Config, path: Path, environ: Mapping[str, str]) -> Config
         for key in ("device_url", "token_url", "scopes"):
             if not getattr(oauth2, key):
                 raise ConfigError(path, f"oauth2.{key}", "expected a value for provider = 'custom'")
-    secret = ""
-    if oauth2.client_secret_env:
-        if oauth2.client_secret_env not in environ:
-            raise ConfigError(
-                path,
-                "oauth2.client_secret_env",
-                f"environment variable {oauth2.client_secret_env} is not set",
-            )
-        secret = environ[oauth2.client_secret_env]
+    secret = environ.get(oauth2.client_secret_env, "") if oauth2.client_secret_env else ""
     try:
         client_for(
             oauth2.provider, oauth2.client_id, device_url=oauth2.device_url, token_url=oauth2.token_url
@@ -235,6 +227,16 @@ class Config:
     oauth2: OAuth2 | None = None
     source: str = "(built-in sandbox defaults)"
     base_dir: Path = field(default_factory=Path.cwd)
+    # (key, variable) of secrets whose environment variable is not set: only the commands that connect to a
+    # mail server need them (require_secrets), so status, members, explain... work without them
+    missing_env: tuple[tuple[str, str], ...] = ()
+
+    def require_secrets(self, section: str = "") -> None:
+        """Refuse (ConfigError) when a secret the mail servers need (those of ``section``: "oauth2"...) is
+        not in the environment."""
+        for key, variable in self.missing_env:
+            if key.startswith(section):
+                raise ConfigError(self.source, key, f"environment variable {variable} is not set")
 
     @property
     def mode(self) -> Mode:
@@ -351,8 +353,21 @@ def parse_config(raw: Mapping[str, Any], path: Path, environ: Mapping[str, str])
         sections[name] = _build_section(cls, table, name, path, environ)
     config = Config(**sections, source=str(path), base_dir=path.resolve().parent)
     config = _with_auth(config, path, environ)
+    config = dataclasses.replace(config, missing_env=_missing_env(config, environ))
     _validate(config, path)
     return config
+
+
+def _missing_env(config: Config, environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """(key, variable) for each secret's environment variable that is not set."""
+    named = [
+        (f"{name}.password_env", getattr(config, name).password_env)
+        for name in ("imap", "smtp")
+        if getattr(config, name) is not None
+    ]
+    if config.oauth2 is not None:
+        named.append(("oauth2.client_secret_env", config.oauth2.client_secret_env))
+    return tuple((key, variable) for key, variable in named if variable and variable not in environ)
 
 
 def _build_section(cls: type, table: Mapping[str, Any], name: str, path: Path, environ: Mapping[str, str]):
@@ -364,10 +379,8 @@ def _build_section(cls: type, table: Mapping[str, Any], name: str, path: Path, e
         if key not in fields:
             raise ConfigError(path, dotted, f"unknown key; expected one of {', '.join(sorted(fields))}")
         values[key] = _check_type(hints[key], value, dotted, path)
-    if "password_env" in values and values["password_env"]:
-        variable = values["password_env"]
-        if variable not in environ:
-            raise ConfigError(path, f"{name}.password_env", f"environment variable {variable} is not set")
+    variable = values.get("password_env")
+    if variable and variable in environ:  # a missing one is named by Config.missing_env
         values["password"] = environ[variable]
     return cls(**values)
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from matcher import rounds
-from matcher.calendar import Calendar, RoundDates, current_round, next_round, round_dates_for_id
+from matcher.calendar import Calendar, RoundDates, current_round, round_dates_for_id
 from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, RoundState, RoundStep
 from matcher.store import Store
+from unmentoring.upcoming import upcoming_round
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ class Cycle:
     def resume_ended_pauses(self, today: date, now: datetime) -> list[str]:
         with self.store.transaction():
             resumed = rounds.resume_due_pauses(self.store, today)
-            upcoming = next_round(self.calendar, now).starts_on
+            upcoming = upcoming_round(self.calendar, self.store, now).starts_on
             self.queue(
                 [
                     Notice(

@@ -7,10 +7,8 @@ properly (In-Reply-To, References), so the service sees what a real client would
 
 from __future__ import annotations
 
-import smtplib
 import sys
 from collections.abc import Callable, Sequence
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import (
     format_datetime,
@@ -18,15 +16,15 @@ from email.utils import (
     getaddresses,
     parsedate_to_datetime,
 )
+from typing import TYPE_CHECKING
 
 import click
-import html2text
 
-from mailkit import policy
-from mailkit.message_ids import new_message_id
 from matcher.clock import Clock, SystemClock
 from unmentoring.config import Config
-from unmentoring.sandbox import SandboxLayout, StoredMessage, list_maildir
+
+if TYPE_CHECKING:  # the sandbox server's modules load only for the sandbox commands
+    from unmentoring.sandbox import SandboxLayout, StoredMessage
 
 SEND_TIMEOUT = 15.0
 
@@ -42,6 +40,9 @@ def build_message(
     clock: Clock,
 ) -> EmailMessage:
     """A plain-text message as a mail client writes it: From, To, Date, Message-ID, Subject."""
+    from mailkit import policy
+    from mailkit.message_ids import new_message_id
+
     message = EmailMessage(policy=policy.CLIENT)
     message["From"] = sender
     message["To"] = ", ".join(recipients)
@@ -137,6 +138,8 @@ def text_of(message: EmailMessage) -> str:
     if not isinstance(content, str):
         return ""
     if part.get_content_subtype() == "html":
+        import html2text
+
         converter = html2text.HTML2Text()
         converter.body_width = 0
         return converter.handle(content).strip() + "\n"
@@ -192,6 +195,8 @@ def format_message(message: EmailMessage) -> str:
 
 
 def pick_message(layout: SandboxLayout, address: str, number: int) -> StoredMessage:
+    from unmentoring.sandbox import list_maildir
+
     messages = list_maildir(layout.mailbox_path(address))
     if not messages:
         raise click.ClickException(f"no mail for {address} in the sandbox")
@@ -206,6 +211,8 @@ def pick_message(layout: SandboxLayout, address: str, number: int) -> StoredMess
 
 
 def send_to_sandbox(config: Config, message: EmailMessage, sender: str, recipients: list[str]) -> None:
+    import smtplib
+
     host, port = config.sandbox.host, config.sandbox.port
     try:
         with smtplib.SMTP(host, port, timeout=SEND_TIMEOUT) as smtp:
@@ -234,6 +241,8 @@ def _valid_address(value: str, option: str) -> str:
     if not address or "@" not in address:
         raise click.BadParameter(f"expected an email address, got {value!r}", param_hint=option)
     try:
+        from email.headerregistry import Address
+
         Address(addr_spec=address)
     except (ValueError, IndexError):
         raise click.BadParameter(f"expected an email address, got {value!r}", param_hint=option) from None
@@ -296,6 +305,8 @@ def make_sandbox_group(get_config: Callable[[], Config], clock: Clock | None = N
         body: tuple[str, ...],
     ) -> None:
         """Send BODY (words, or stdin when none) as a member, through the sandbox server."""
+        from unmentoring.sandbox import SandboxLayout
+
         config = sandbox_config()
         _valid_address(sender, "--from")
         for recipient in recipients:
@@ -335,6 +346,8 @@ def make_sandbox_group(get_config: Callable[[], Config], clock: Clock | None = N
     @click.argument("number", type=click.IntRange(min=1), required=False)
     def read(address: str, number: int | None) -> None:
         """List ADDRESS's sandbox mail, or show message NUMBER as text."""
+        from unmentoring.sandbox import SandboxLayout, list_maildir
+
         config = sandbox_config()
         layout = SandboxLayout(config.sandbox_dir, config.programme.address)
         address = getaddresses([address])[0][1] or address  # "Alice <alice@...>" works too

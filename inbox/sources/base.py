@@ -18,6 +18,9 @@ class SourceError(Exception):
 
 
 class Source(Protocol):
+    def connect(self) -> None:
+        """Reach the mailbox now, retrying with backoff (outside any store lock); nothing for a folder."""
+
     def fetch_new(self) -> Iterator[Incoming]:
         """Messages not yet marked processed or quarantined, oldest first."""
 

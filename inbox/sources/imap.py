@@ -105,6 +105,7 @@ class ImapSource:
         *,
         sleep: Callable[[float], None] = time.sleep,
         max_attempts: int = 5,
+        connect_attempts: int | None = None,
         credential: Credential | None = None,
     ) -> None:
         if max_attempts < 1:
@@ -113,6 +114,7 @@ class ImapSource:
         self._state = state
         self._sleep = sleep
         self._max_attempts = max_attempts
+        self._connect_attempts = connect_attempts or max_attempts  # for connect()
         self._credential = credential or StaticPassword(settings.password)
         self._client: IMAPClient | None = None
         self._selected_uidvalidity: int | None = None
@@ -294,32 +296,51 @@ class ImapSource:
 
     # -- connection --------------------------------------------------------------------------
 
-    def _with_retry(self, what: str, operation: Callable[[IMAPClient, int], T]) -> T:
-        """Run `operation(client, uidvalidity)` on a live, selected connection.
+    def connect(self) -> None:
+        """Log in now (or check that the open connection still answers), reconnecting with backoff.
 
-        Network failures reconnect with exponential backoff; failures that a retry cannot fix
-        (login refused, certificate rejected, command refused) raise ImapError at once.
+        The service calls this before it opens the database, so the waits between attempts never keep
+        the organiser's commands waiting; the pass itself then runs on a live connection.
         """
-        settings = self._settings
-        for attempt in range(1, self._max_attempts + 1):
+        if self._client is not None:
             try:
-                client, uidvalidity = self._ensure_selected()
-                return operation(client, uidvalidity)
+                self._client.noop()
+                return
+            except (imaplib.IMAP4.error, OSError):
+                self._drop_connection()
+        self._retrying("connection", self._ensure_connected, self._connect_attempts)
+
+    def _with_retry(self, what: str, operation: Callable[[IMAPClient, int], T]) -> T:
+        """Run `operation(client, uidvalidity)` on a live, selected connection (see ``_retrying``)."""
+        return self._retrying(what, lambda: operation(*self._ensure_selected()), self._max_attempts)
+
+    def _retrying(self, what: str, step: Callable[[], T], attempts: int) -> T:
+        """Run ``step``; network failures reconnect with exponential backoff, up to ``attempts`` tries;
+        failures that a retry cannot fix (login refused, certificate rejected, command refused) raise
+        ImapError at once, naming the fix where there is one."""
+        settings = self._settings
+        for attempt in range(1, attempts + 1):
+            try:
+                return step()
             except ssl.SSLCertVerificationError as exc:
                 self._drop_connection()
                 raise ImapError(
-                    settings, f"TLS certificate verification failed: {exc.verify_message}"
-                ) from exc
+                    settings,
+                    f"TLS certificate verify failed ({exc.verify_message}): set [imap] ca_file to the CA "
+                    "that signed the server's certificate",
+                ) from None
             except LoginError as exc:
                 self._drop_connection()
                 # Not chained: the traceback would repeat the server's text unscrubbed.
-                raise ImapError(settings, f"login ({settings.auth}) refused: {_text(exc)}") from None
+                raise ImapError(
+                    settings, f"login refused ({_text(exc)}): {_login_fix(settings.auth)}"
+                ) from None
             except CapabilityError as exc:
                 self._drop_connection()
                 raise ImapError(settings, f"{what}: {_text(exc)}") from exc
             except (imaplib.IMAP4.abort, OSError) as exc:
                 self._drop_connection()
-                if attempt >= self._max_attempts:
+                if attempt >= attempts:
                     raise ImapError(
                         settings, f"{what} failed after {attempt} attempts: {_describe(exc)}"
                     ) from exc
@@ -333,7 +354,7 @@ class ImapSource:
                     _describe(exc),
                     delay,
                     attempt + 1,
-                    self._max_attempts,
+                    attempts,
                 )
                 self._sleep(delay)
             except imaplib.IMAP4.error as exc:  # the server answered NO or BAD
@@ -350,11 +371,16 @@ class ImapSource:
         """
         self._selected_uidvalidity = None
 
-    def _ensure_selected(self) -> tuple[IMAPClient, int]:
+    def _ensure_connected(self) -> IMAPClient:
         if self._client is None:
             self._client = self._connect()
             self._selected_uidvalidity = None
             self._known_folders = set()
+        return self._client
+
+    def _ensure_selected(self) -> tuple[IMAPClient, int]:
+        self._ensure_connected()
+        assert self._client is not None
         if self._selected_uidvalidity is None:
             try:
                 info = self._client.select_folder(self._settings.folder)
@@ -469,6 +495,14 @@ def _text(exc: BaseException) -> str:
     return text
 
 
+def _login_fix(auth: str) -> str:
+    if auth == "xoauth2":
+        return "run `unmentoring auth login` again"
+    return "check the password ([imap] password_env or password_command) and username"
+
+
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:  # "Connection refused", not "ConnectionRefusedError: 111"
+        return exc.strerror
     detail = _text(exc)
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

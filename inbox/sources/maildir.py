@@ -48,6 +48,9 @@ class MaildirSource:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def connect(self) -> None:
+        """Nothing to reach: the folder is on this machine."""
+
     def fetch_new(self) -> Iterator[Incoming]:
         """Messages in new/ and cur/ of the top folder, oldest delivery first.
 
