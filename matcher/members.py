@@ -200,6 +200,8 @@ def erase(store: Store, member: Member, now: datetime) -> Member:
         left_at=member.left_at or now,
         pause_until=None,
         erased=True,
+        never_with=[],
+        meet_again=[],
     )
     store.put(updated)
     delete_member_tokens(store, member.id)
