@@ -25,6 +25,12 @@ _SUBJECT_PREFIX = re.compile(
     re.IGNORECASE,
 )
 _REST_LEAD = re.compile(r"^[\s:;,.\-–—=!]+")
+# A lead-in clause ends at a comma, colon, semicolon, full stop, "!" or "?", a spaced dash, or "or".
+_CLAUSE_BREAK = re.compile(
+    r"(?:(?:[,;:.!?]+|\s[-–—]+)\s+(?:or\s+(?:maybe\s+|perhaps\s+|else\s+)?)?|\s+or\s+(?:maybe\s+|perhaps\s+)?)"
+)
+LEAD_IN_WORDS = 6
+AMBIGUOUS = "help"  # what a line naming two commands asks for: help that names them
 
 
 def read_command(
@@ -47,6 +53,31 @@ def read_command(
 
 
 def _command_in_line(
+    line: str, following: list[str], commands: Registry, languages: Sequence[str]
+) -> Command | None:
+    command = _command_leading(line, following, commands, languages)
+    if command is not None:
+        return command
+    # "I'm stupidly busy - pause until March": a command after a short lead-in clause. A line whose
+    # parts name two different commands ("pause, or maybe leave?") is a question back to the sender.
+    parts = _CLAUSE_BREAK.split(line)
+    found: dict[str, Command] = {}
+    for index, part in enumerate(parts):
+        if index and len(" ".join(parts[:index]).split()) > LEAD_IN_WORDS:
+            break
+        command = _command_leading(
+            part if index == 0 else " ".join(parts[index:]), following, commands, languages
+        )
+        declared = commands.get(command.name) if command is not None else None
+        if command is not None and declared is not None and declared.after_clause:
+            found.setdefault(command.name, command)
+    if len(found) > 1:
+        return Command(AMBIGUOUS, suggested=tuple(found))
+    # The first part alone is no command: its line went on with "or ..." (a question quoted back).
+    return next((c for c in found.values() if not _command_leading(parts[0], [], commands, languages)), None)
+
+
+def _command_leading(
     line: str, following: list[str], commands: Registry, languages: Sequence[str]
 ) -> Command | None:
     for declared in commands:
