@@ -25,10 +25,9 @@ _SUBJECT_PREFIX = re.compile(
     re.IGNORECASE,
 )
 _REST_LEAD = re.compile(r"^[\s:;,.\-–—=!]+")
-# A lead-in clause ends at a comma, colon, semicolon, full stop, "!" or "?", a spaced dash, or "or".
-_CLAUSE_BREAK = re.compile(
-    r"(?:(?:[,;:.!?]+|\s[-–—]+)\s+(?:or\s+(?:maybe\s+|perhaps\s+|else\s+)?)?|\s+or\s+(?:maybe\s+|perhaps\s+)?)"
-)
+# A lead-in clause ends at a comma, colon, semicolon, full stop, "!" or "?", or a spaced dash.
+_CLAUSE_BREAK = re.compile(r"(?:[,;:.!?]+|\s[-–—]+)\s+")
+_OR = re.compile(r"(?i)[\s,]*\s+or\s+(?:maybe\s+|perhaps\s+|else\s+)?")
 LEAD_IN_WORDS = 6
 AMBIGUOUS = "help"  # what a line naming two commands asks for: help that names them
 
@@ -58,23 +57,30 @@ def _command_in_line(
     command = _command_leading(line, following, commands, languages)
     if command is not None:
         return command
-    # "I'm stupidly busy - pause until March": a command after a short lead-in clause. A line whose
-    # parts name two different commands ("pause, or maybe leave?") is a question back to the sender.
+    # "pause, or maybe leave?": a question back to the sender, answered with help naming both.
+    offered = {
+        command.name: command
+        for part in _OR.split(line)
+        if (command := _command_leading(part, [], commands, languages)) is not None
+        and _after_clause(command, commands)
+    }
+    if len(offered) > 1:
+        return Command(AMBIGUOUS, suggested=tuple(offered))
+    # "I'm stupidly busy - pause until March": a command after a short lead-in clause.
     parts = _CLAUSE_BREAK.split(line)
-    found: dict[str, Command] = {}
-    for index, part in enumerate(parts):
-        if index and len(" ".join(parts[:index]).split()) > LEAD_IN_WORDS:
+    for index in range(1, len(parts)):
+        if len(" ".join(parts[:index]).split()) > LEAD_IN_WORDS:
             break
-        command = _command_leading(
-            part if index == 0 else " ".join(parts[index:]), following, commands, languages
-        )
-        declared = commands.get(command.name) if command is not None else None
-        if command is not None and declared is not None and declared.after_clause:
-            found.setdefault(command.name, command)
-    if len(found) > 1:
-        return Command(AMBIGUOUS, suggested=tuple(found))
-    # The first part alone is no command: its line went on with "or ..." (a question quoted back).
-    return next((c for c in found.values() if not _command_leading(parts[0], [], commands, languages)), None)
+        rest = " ".join(parts[index:])
+        command = _command_leading(rest, following, commands, languages)
+        if command is not None and _after_clause(command, commands) and not _OR.match(" " + rest):
+            return command
+    return None
+
+
+def _after_clause(command: Command, commands: Registry) -> bool:
+    declared = commands.get(command.name)
+    return declared is not None and declared.after_clause
 
 
 def _command_leading(

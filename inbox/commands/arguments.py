@@ -52,6 +52,7 @@ _ADVERB = re.compile(r"(?i)(?P<word>monthly|quarterly)(?:[\s,.!]*(?:please|thank
 _FIELD_WORDS = r"full\s+name|name|organi[sz]ation|org|company|employer|about(?:\s+me)?|bio"
 _FIELD_LINE = re.compile(rf"(?i)^[\s*•\-]*(?P<key>{_FIELD_WORDS})\s*[:=]\s*(?P<value>.*)$")
 # "could you update my org to Acme", "my new company is Acme": a field in a sentence.
+_LEAD_IN_BREAK = re.compile(r"(?:[,;:.!?]+|\s[-–—]+)\s+")
 _CHANGE_MY = r"(?:update|change|set|correct)\s+my\s+"
 _FIELD_SENTENCE = re.compile(
     rf"(?i)^(?:{_CHANGE_MY}(?P<key>{_FIELD_WORDS})\s+(?:to|as)|my\s+new\s+(?P<new>{_FIELD_WORDS})\s+is)"
@@ -140,9 +141,7 @@ def profile_fields(lines: list[str]) -> dict[str, str]:
     """``name: ...``, ``org: ...``, ``about: ...`` lines anywhere in the text; the first of each wins."""
     fields: dict[str, str] = {}
     for line in lines:
-        matched = _FIELD_LINE.match(line) or _FIELD_SENTENCE.match(
-            re.sub(LEAD, "", line, flags=re.IGNORECASE)
-        )
+        matched = _FIELD_LINE.match(line) or _field_sentence(line)
         if matched is None:
             continue
         written = matched.group("key") or matched.groupdict().get("new") or ""
@@ -151,6 +150,15 @@ def profile_fields(lines: list[str]) -> dict[str, str]:
         if value and key not in fields:
             fields[key] = value
     return fields
+
+
+def _field_sentence(line: str) -> re.Match[str] | None:
+    """A field in a sentence, perhaps after a lead-in ("I've moved - update my org to Acme")."""
+    for start in (0, *(found.end() for found in _LEAD_IN_BREAK.finditer(line))):
+        matched = _FIELD_SENTENCE.match(re.sub(LEAD, "", line[start:], flags=re.IGNORECASE))
+        if matched is not None:
+            return matched
+    return None
 
 
 def _looks_like_token(word: str) -> bool:

@@ -218,7 +218,7 @@ LEAVE = EmailCommand(
     Phrasing(
         "leave",
         "stop taking part",
-        aliases=("unsubscribe", r"opt[\s-]*out", r"stop(?!\s+(?:pairing|matching|grouping))"),
+        aliases=("unsubscribe", r"opt[\s-]*(?:me[\s-]+)?out", r"stop(?!\s+(?:pairing|matching|grouping))"),
     ),
     _leave,
     proof=Proof.OR_CONFIRM,
