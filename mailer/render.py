@@ -38,6 +38,9 @@ intro              round_id, members (list of {name, org, about[, address]}), ho
 followup           name, partners (list of names), round_id, meeting_week_start, meeting_week_end
 reminder           name, partners, round_id
 ghost              name, rounds (int)
+sit_out            name, round_id, next_round_on: nobody could be grouped with them this round
+meet_again         name, partners (list of names), wanted (False: the wish was taken back)
+never_pair         name, who (the name or address they wrote), removed (False: set, True: undone)
 bounce_disabled    address, name, score
 unread             name, address, at (datetime), subject, text, reason, group ("" or a group key):
                    a message we could not read, forwarded to the organisers
@@ -138,6 +141,9 @@ KINDS: Mapping[str, KindSpec] = {
     "followup": KindSpec(("name", "partners", "round_id", "meeting_week_start", "meeting_week_end")),
     "reminder": KindSpec(("name", "partners", "round_id")),
     "ghost": KindSpec(("name", "rounds")),
+    "sit_out": KindSpec(("name", "round_id", "next_round_on")),
+    "meet_again": KindSpec(("name", "partners", "wanted")),
+    "never_pair": KindSpec(("name", "who", "removed")),
     "bounce_disabled": KindSpec(("address", "name", "score"), "organiser"),
     "unread": KindSpec(("name", "address", "at", "subject", "text", "reason", "group"), "organiser"),
     "summary": KindSpec(
@@ -151,6 +157,7 @@ LIST_VALUES: Mapping[str, tuple[str, ...]] = {
     "help": ("commands",),
     "followup": ("partners",),
     "reminder": ("partners",),
+    "meet_again": ("partners",),
     "summary": ("figures", "rounds", "reasons", "ghosts", "disabled", "images", "disputed", "wrote"),
 }
 ROUND_COLUMNS = ("id", "groups", "met", "missed", "no_reply", "disputed")

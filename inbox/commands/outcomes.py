@@ -73,6 +73,7 @@ MET = EmailCommand(
     "met",
     Phrasing("met", "tell us your last conversation happened"),
     _outcome,
+    after_clause=False,
 )
 MISSED = EmailCommand(
     "missed",
@@ -84,6 +85,7 @@ MISSED = EmailCommand(
     ),
     _outcome,
     argument=arguments.reason,
+    after_clause=False,
 )
 COMMANDS = (MET, MISSED)
 NAMES = frozenset(command.name for command in COMMANDS)
