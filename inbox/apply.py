@@ -19,7 +19,7 @@ from inbox.commands.request import MAX_REFERENCES, Applied, Request, help_notice
 from inbox.parse import ParsedMessage
 from inbox.senders import reason_not_to_answer
 from inbox.settings import InboxSettings
-from mailkit.addresses import canonical_address
+from mailkit.addresses import canonical_address, plus_tag
 from matcher import members as ops
 from matcher import tokens
 from matcher.model import Group, Member, Notice, OutboxEntry, Token
@@ -108,9 +108,9 @@ def _tokens_of(
     if command is not None:
         candidates += tokens.tokens_in_text(command.argument)
     for address in parsed.to:
-        value = tokens.token_from_plus_address(address, settings.address)
-        if value:
-            candidates.append(value)
+        tag = plus_tag(address, settings.address)
+        if tag and tokens.looks_like_token(tag):
+            candidates.append(tag)
     found = tokens.lookup_tokens(store, candidates)
     for mid in parsed.in_reply_to[:MAX_REFERENCES]:
         for token in store.find(Token, "message_id", mid):

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailer.settings import MailSettings
+from mailkit.addresses import plus_address
 from mailkit.message_ids import new_message_id
-from matcher import tokens
 from matcher.model import Notice, OutboxEntry
 from matcher.store import Store
 
@@ -61,7 +61,7 @@ def _group_thread(store: Store, notice: Notice) -> tuple[str, ...]:
 
 def _reply_to(settings: MailSettings, notice: Notice) -> tuple[str, ...]:
     if notice.token:
-        return (tokens.plus_address(settings.programme_address, notice.token),)
+        return (plus_address(settings.programme_address, notice.token),)
     if notice.kind in REPLY_TO_RECIPIENTS:
         return tuple(notice.to)
     return ()

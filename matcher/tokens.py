@@ -167,19 +167,3 @@ def prune_tokens(store: Store, expired_before: datetime) -> int:
             store.delete(token)
             removed += 1
     return removed
-
-
-def plus_address(programme_address: str, token: str) -> str:
-    """``local+TOKEN@domain``: a reply to it carries the token even if the body is lost."""
-    local, _, domain = programme_address.rpartition("@")
-    return f"{local}+{token}@{domain}"
-
-
-def token_from_plus_address(address: str, programme_address: str) -> str | None:
-    """The token in ``local+TOKEN@domain`` when the rest is the programme address, else None."""
-    local, _, domain = address.lower().rpartition("@")
-    own_local, _, own_domain = programme_address.lower().rpartition("@")
-    if domain != own_domain or not local.startswith(own_local + "+"):
-        return None
-    value = local[len(own_local) + 1 :]
-    return value if looks_like_token(value) else None

@@ -18,6 +18,7 @@ import pytest
 from inbox.commands.registry import COMMANDS
 from inbox.processor import Processor, ProcessResult
 from inbox.settings import InboxSettings
+from mailkit.addresses import plus_address
 from matcher import tokens
 from matcher.clock import FakeClock
 from matcher.members import FORMER_MEMBER, find_member
@@ -207,7 +208,7 @@ def _confirm_by(path: str, box: Harness, asked: Notice) -> ProcessResult:
     if path == "references":
         return box.say(sender, "ok", "Re: confirm", references=["x@y.example", asked.message_id])
     if path == "plus-address":
-        return box.say(sender, "sure", "Re: your email", to=tokens.plus_address(PROGRAMME, asked.token))
+        return box.say(sender, "sure", "Re: your email", to=plus_address(PROGRAMME, asked.token))
     if path == "body":
         quoted = f"Yes\n\nOn Monday UnMentoring wrote:\n> To confirm, reply or send: confirm {token}\n"
         return box.say(sender, quoted, "Re: hello")
