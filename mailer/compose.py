@@ -20,9 +20,8 @@ from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from urllib.parse import quote
 
-from mailer.render import KINDS, KindSpec, Rendered
+from mailer.render import KINDS, KindSpec, Rendered, mailto
 from mailer.settings import MailSettings
 from mailkit.addresses import DOT_ATOM, has_control_characters, is_plain_mailbox, mailbox, one_line
 from mailkit.message_ids import checked_message_id
@@ -64,7 +63,7 @@ def compose(
         display_name=one_line(settings.programme_name),
         addr_spec=settings.programme_address,
     )
-    set_header(msg, "To", _addresses(kind, "To", notice.to, names))
+    set_header(msg, "To", _addresses(kind, "To", notice.shown_to or notice.to, names))
     set_header(
         msg,
         "Reply-To",
@@ -160,8 +159,7 @@ _STRUCTURED_HEADERS = frozenset(
 
 def list_unsubscribe(address: str, token: str) -> str:
     """RFC 2369 mailto: link; with the member's token, leaving needs no confirmation round."""
-    subject = f"leave {token}" if token else "leave"
-    return f"<mailto:{address}?subject={quote(subject, safe='')}>"
+    return f"<{mailto(address, f'leave {token}' if token else 'leave')}>"
 
 
 def address_of(kind: str, addr_spec: str, display_name: str = "") -> Address:
@@ -207,7 +205,7 @@ def _display_names(notice: Notice) -> dict[str, str]:
     name = notice.values.get("name")
     # In mail to organisers "name" is the member the mail is about, not the reader.
     about_someone_else = KINDS.get(notice.kind, KindSpec(())).audience == "organiser"
-    if len(notice.to) == 1 and isinstance(name, str) and name and not about_someone_else:
+    if len(notice.shown_to or notice.to) == 1 and isinstance(name, str) and name and not about_someone_else:
         names.setdefault(notice.to[0].strip().lower(), name)
     return names
 

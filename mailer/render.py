@@ -62,6 +62,7 @@ from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 
@@ -127,8 +128,11 @@ KINDS: Mapping[str, KindSpec] = {
     "my_data": KindSpec(("data",)),
     "confirm_forget": KindSpec(("name", "token", "expires_on")),
     "forgotten": KindSpec((), "guest"),
+    # "group": replies go to the partners, so the footer links to the programme address instead. No
+    # token in the text: a partner's reply-all quotes it (the List-Unsubscribe header carries it).
     "intro": KindSpec(
-        ("round_id", "members", "host", "meeting_week_start", "meeting_week_end", "followup_on")
+        ("round_id", "members", "host", "meeting_week_start", "meeting_week_end", "followup_on"),
+        "group",
     ),
     "followup": KindSpec(("name", "partners", "round_id", "meeting_week_start", "meeting_week_end")),
     "reminder": KindSpec(("name", "partners", "round_id")),
@@ -338,6 +342,11 @@ def greeting(name: Any) -> str:
     return f"Hi {text}," if text else "Hello,"
 
 
+def mailto(address: Any, subject: Any) -> str:
+    """A mailto: link that writes ``subject`` to ``address`` (RFC 6068)."""
+    return f"mailto:{address}?subject={quote(str(subject), safe='')}"
+
+
 def pretty_json(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
@@ -366,6 +375,7 @@ FILTERS = {
     "display": display,
     "join_names": join_names,
     "greeting": greeting,
+    "mailto": mailto,
     "pretty_json": pretty_json,
     "describe": describe,
     "one_line": one_line,

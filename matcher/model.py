@@ -245,6 +245,9 @@ class OutboxEntry(Record):
     sent_at: datetime | None = None
     round_id: str = ""  # the round the email is about, if any
     group_id: str = ""  # the group it is about (Group.key): a reply to it names that group
+    # The secret in this message's own return path (envelope_from, local+bounce-TOKEN@domain): a
+    # bounce sent there names this entry, so its recipient. "" for mail with several recipients.
+    return_token: str = ""
 
     def __init__(
         self,
@@ -262,6 +265,7 @@ class OutboxEntry(Record):
         sent_at: datetime | None = None,
         round_id: str = "",
         group_id: str = "",
+        return_token: str = "",
         *,
         raw: str = "",
     ) -> None:
@@ -283,6 +287,7 @@ class OutboxEntry(Record):
         self.sent_at = sent_at
         self.round_id = round_id
         self.group_id = group_id
+        self.return_token = return_token
 
     @property
     def raw(self) -> str:
@@ -306,7 +311,7 @@ class Notice:
     """
 
     kind: str  # template name, e.g. "confirm_join", "welcome", "intro", "summary"
-    to: list[str]  # recipient addresses (an intro goes To every member of the group)
+    to: list[str]  # who receives it (the envelope): each recipient of a group's mail gets a notice
     values: dict[str, Any] = field(default_factory=dict)  # what the template shows
     key: str = ""  # idempotency key for the outbox, e.g. "intro:2026-12:7"
     round_id: str = ""  # the round it is about (kept on the outbox entry)
@@ -316,3 +321,6 @@ class Notice:
     thread: list[str] = field(default_factory=list)  # the conversation it answers, oldest first
     unsubscribe_token: str = ""  # the member's token for List-Unsubscribe (single-recipient mail)
     auto_reply: bool = False  # an answer to a person's message, not mail we start
+    # The To header when it names more than the recipient: each member's own copy of a group's
+    # introduction shows the whole group. Empty: ``to``.
+    shown_to: list[str] = field(default_factory=list)
