@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from inbox.bounce_origin import counted_addresses
 from inbox.classify import Classification
 from inbox.commands.declaration import Command
 from inbox.commands.membership import apply_confirmation
@@ -32,14 +33,24 @@ log = logging.getLogger(__name__)
 
 
 def apply_bounce(
-    store: Store, settings: InboxSettings, now: datetime, classification: Classification
+    store: Store,
+    settings: InboxSettings,
+    now: datetime,
+    classification: Classification,
+    parsed: ParsedMessage,
+    raw: bytes,
 ) -> Applied:
-    """A bounce: +1 to each bounced member's score if permanent; disable at the threshold and tell
-    the organisers. Temporary failures are only logged. Never answered."""
-    addresses = [a for a in (canonical_address(x) for x in classification.bounced_addresses) if a]
+    """A bounce: +1 to each bounced member's score if permanent and the report shows it came back
+    from our mail to that address (inbox/bounce_origin.py); disable at the threshold and tell the
+    organisers. Temporary failures are only logged. Never answered."""
+    reported = [a for a in (canonical_address(x) for x in classification.bounced_addresses) if a]
     if not classification.permanent:
-        log.info("temporary delivery failure for %d address(es); nothing counted", len(addresses))
-        return Applied(action=f"temporary bounce, {len(addresses)} address(es)", changed=False)
+        log.info("temporary delivery failure for %d address(es); nothing counted", len(reported))
+        return Applied(action=f"temporary bounce, {len(reported)} address(es)", changed=False)
+    addresses = counted_addresses(store, settings, parsed, raw, reported)
+    if not addresses:
+        log.info("bounce report not sent back from our mail (no return path or Message-ID of ours): not counted")
+        return Applied(action="permanent bounce not traced to our mail: not counted", changed=False)
     scored, notices = count_permanent_bounces(store, settings, now, addresses)
     if not scored:
         return Applied(action="permanent bounce for no known member", changed=False)

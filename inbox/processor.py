@@ -153,7 +153,7 @@ class Processor:
         )
         kind = str(classification.kind.value)
         if classification.kind is Kind.BOUNCE:
-            return kind, None, apply_bounce(self.store, self.settings, now, classification)
+            return kind, None, apply_bounce(self.store, self.settings, now, classification, parsed, raw)
         if classification.kind in (Kind.COMMAND, Kind.NOT_COMMAND):
             command = classification.command
             if command is None and classification.kind is Kind.COMMAND:

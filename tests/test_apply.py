@@ -18,7 +18,7 @@ import pytest
 from inbox.commands.registry import COMMANDS
 from inbox.processor import Processor, ProcessResult
 from inbox.settings import InboxSettings
-from mailkit.addresses import plus_address
+from mailkit.addresses import plus_address, return_path
 from matcher import tokens
 from matcher.clock import FakeClock
 from matcher.members import FORMER_MEMBER, find_member
@@ -142,7 +142,12 @@ def add_round(
 
 
 def add_sent(
-    box: Harness, key: str, recipients: list[str], kind: str = "followup", group_id: str = ""
+    box: Harness,
+    key: str,
+    recipients: list[str],
+    kind: str = "followup",
+    group_id: str = "",
+    return_token: str = "",
 ) -> str:
     """An email we sent (as the mailer records it), about ``group_id`` if given; returns its Message-ID."""
     message_id = f"{secrets.token_hex(16)}@unmentoring.example.org"
@@ -158,9 +163,18 @@ def add_sent(
                 status="sent",
                 round_id=group_id.split(":")[0] if group_id else "",
                 group_id=group_id,
+                return_token=return_token,
             )
         )
     return message_id
+
+
+def returned_from(box: Harness, address: str, report: bytes) -> bytes:
+    """``report`` as it arrives when it bounces an email we sent to ``address``: delivered to that
+    email's own return path (VERP), as an MTA writes Delivered-To."""
+    token = tokens.new_token_value()
+    add_sent(box, f"welcome:{token[:8]}", [address], kind="welcome", return_token=token)
+    return f"Delivered-To: {return_path(PROGRAMME, token)}\n".encode() + report
 
 
 # -- join and its confirmation
