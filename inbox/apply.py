@@ -49,7 +49,7 @@ def apply_bounce(
         return Applied(action=f"temporary bounce, {len(reported)} address(es)", changed=False)
     addresses = counted_addresses(store, settings, parsed, raw, reported)
     if not addresses:
-        log.info("bounce report not sent back from our mail (no return path or Message-ID of ours): not counted")
+        log.info("bounce report not traced to our mail (no return path or Message-ID of ours): not counted")
         return Applied(action="permanent bounce not traced to our mail: not counted", changed=False)
     scored, notices = count_permanent_bounces(store, settings, now, addresses)
     if not scored:

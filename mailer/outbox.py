@@ -70,8 +70,8 @@ from mailkit.policy import message_bytes
 from matcher.clock import Clock
 from matcher.model import Notice, OutboxEntry, OutboxStatus
 from matcher.storage import fsync_directory
-from matcher.tokens import new_token_value
 from matcher.store import Store
+from matcher.tokens import new_token_value
 
 log = logging.getLogger(__name__)
 
