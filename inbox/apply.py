@@ -11,19 +11,20 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from inbox.answered import MAX_REFERENCES, answered_emails
 from inbox.bounce_origin import counted_addresses
 from inbox.classify import Classification
 from inbox.commands.declaration import Command
 from inbox.commands.membership import apply_confirmation
 from inbox.commands.registry import COMMANDS
-from inbox.commands.request import MAX_REFERENCES, Applied, Request, help_notice
+from inbox.commands.request import Applied, Request, help_notice
 from inbox.parse import ParsedMessage
 from inbox.senders import reason_not_to_answer
 from inbox.settings import InboxSettings
 from mailkit.addresses import canonical_address, plus_tag
 from matcher import members as ops
 from matcher import tokens
-from matcher.model import Group, Member, Notice, OutboxEntry, Token
+from matcher.model import Group, Member, Notice, Token
 from matcher.store import Store
 
 log = logging.getLogger(__name__)
@@ -149,9 +150,8 @@ def _is_confirmation(command: Command | None, found: list[Token]) -> bool:
 
 def _group_named_by_reply(msg: Request, member: Member) -> Group | None:
     """The group whose intro, follow-up or reminder this message answers, if the member is in it."""
-    for mid in msg.parsed.in_reply_to[:MAX_REFERENCES]:
-        entry = msg.store.find_one(OutboxEntry, "message_id", mid)
-        group = msg.store.get(Group, entry.group_id) if entry is not None and entry.group_id else None
+    for entry in answered_emails(msg.store, msg.parsed):
+        group = msg.store.get(Group, entry.group_id) if entry.group_id else None
         if group is not None and member.id in group.members:
             return group
     return None

@@ -13,18 +13,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from inbox.answered import MAX_REFERENCES, answered_emails, sent_only_to
 from inbox.commands.declaration import Command, Proof, Registry
 from inbox.parse import ParsedMessage
 from inbox.settings import InboxSettings
-from mailkit.addresses import canonical_address
 from mailkit.message_ids import is_usable_message_id, new_message_id
 from matcher import members as ops
 from matcher import tokens
-from matcher.model import Group, Member, Notice, OutboxEntry, Token
+from matcher.model import Group, Member, Notice, Token
 from matcher.store import Store
-
-MAX_REFERENCES = 10
-# A Message-ID we can put back in a header (RFC 5322 dot-atom-ish local part @ a domain or literal).
 
 
 @dataclass
@@ -84,17 +81,14 @@ class Request:
 
     def proves_mailbox(self, member: Member) -> bool:
         """The message shows it came from someone who reads ``member``'s mail: it carries a token we
-        sent to that address, or it replies to one of our emails sent to that address."""
+        sent to that address, or it replies to an email of ours that went to that address alone (a
+        reply to mail several people received, such as a group's introduction, proves nobody's)."""
         for token in self.tokens:
             if token.address == member.address and token.member_id == member.id:
                 if token.purpose == tokens.MEMBER and not token.is_valid(self.now):
                     continue
                 return True
-        for mid in self.parsed.in_reply_to[:MAX_REFERENCES]:
-            entry = self.store.find_one(OutboxEntry, "message_id", mid)
-            if entry is not None and member.address in {canonical_address(r) for r in entry.recipients}:
-                return True
-        return False
+        return any(sent_only_to(entry, member.address) for entry in answered_emails(self.store, self.parsed))
 
 
 # -- answers
