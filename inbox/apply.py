@@ -139,13 +139,17 @@ def _is_confirmation(command: Command | None, found: list[Token]) -> bool:
     """A message confirms when it carries a confirmation token and asks for nothing else: a bare
     reply ("yes"), "confirm", a command read only from the subject ("Re: Please confirm..."), or the
     very command being confirmed ("leave" in reply to the leave confirmation)."""
-    purposes = {t.purpose for t in found} & tokens.CONFIRM_PURPOSES
-    if not purposes:
+    confirming = [t for t in found if t.purpose in tokens.CONFIRM_PURPOSES]
+    if not confirming:
         return False
     if command is None or command.name == "confirm" or command.from_subject:
         return True
     declared = COMMANDS.get(command.name)
-    return declared is not None and declared.confirms in purposes
+    # "resume" in reply to the confirmation of a held "pause" is a new command, not a yes to it.
+    return declared is not None and any(
+        t.purpose == declared.confirms and t.command.get("name", command.name) == command.name
+        for t in confirming
+    )
 
 
 def _group_named_by_reply(msg: Request, member: Member) -> Group | None:

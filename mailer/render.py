@@ -14,7 +14,7 @@ The values each kind expects (``Notice.values``; dates are ``datetime.date``, na
 =================  ================================================================================
 kind               values
 =================  ================================================================================
-confirm_join       name, token, expires_on
+confirm_join       name ("" until confirmed: greeted by address), token, expires_on
 welcome            name, next_round_on, frequency (1..3)
 already_active     name, next_round_on
 confirm_leave      name, token, expires_on
@@ -32,6 +32,7 @@ no_group           command
 my_data            data (a JSON-able dict)
 confirm_forget     name, token, expires_on
 forgotten          (none)
+confirm_change     name, change (what confirming does, in our words), token, expires_on
 intro              round_id, members (list of {name, org, about[, address]}), host (name),
                    meeting_week_start, meeting_week_end, followup_on
 followup           name, partners (list of names), round_id, meeting_week_start, meeting_week_end
@@ -128,6 +129,7 @@ KINDS: Mapping[str, KindSpec] = {
     "my_data": KindSpec(("data",)),
     "confirm_forget": KindSpec(("name", "token", "expires_on")),
     "forgotten": KindSpec((), "guest"),
+    "confirm_change": KindSpec(("name", "change", "token", "expires_on")),
     # "group": replies go to the partners, so the footer links to the programme address instead. No
     # token in the text: a partner's reply-all quotes it (the List-Unsubscribe header carries it).
     "intro": KindSpec(

@@ -67,6 +67,7 @@ class TokenPurpose(StrEnum):
     CONFIRM_JOIN = "confirm_join"
     CONFIRM_LEAVE = "confirm_leave"
     CONFIRM_FORGET = "confirm_forget"
+    CONFIRM_CHANGE = "confirm_change"  # a change to a membership or profile, held until confirmed
     MEMBER = "member"  # the permanent List-Unsubscribe token
 
 
@@ -222,6 +223,9 @@ class Token(Record):
     expires_at: datetime | None  # None: valid while the member exists (List-Unsubscribe tokens)
     used_at: datetime | None = None
     message_id: str | None = None  # the email that carried it, so a plain reply to that email confirms
+    # What confirming does besides its purpose, as asked by the unproven message: the command held
+    # ({"name", "argument", "fields"}); for a join, the profile it gave. Never shown in the email.
+    command: dict[str, Any] = field(default_factory=dict)
 
     def is_valid(self, now: datetime) -> bool:
         return self.used_at is None and (self.expires_at is None or now < self.expires_at)

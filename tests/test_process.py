@@ -177,7 +177,7 @@ def test_a_disabled_member_who_writes_resume_is_back(box: Harness) -> None:
     for n in range(3):
         box.send(with_message_id(bounce, f"b{n}@mx.example"))
     assert box.member("old.member@council.example.org").status is MemberStatus.DISABLED
-    only(box.say("old.member@council.example.org", "resume"), "resumed")
+    only(box.reply_as("old.member@council.example.org", "resume"), "resumed")
     member = box.member("old.member@council.example.org")
     assert (member.status, member.bounce_score) == (MemberStatus.ACTIVE, 0)
 
@@ -584,9 +584,10 @@ def test_every_notice_the_inbox_produces_renders_and_composes(box: Harness, tmp_
     say("Ann <ann@example.org>", "join\norg: Council")
     say("ann@example.org", f"confirm {notices[-1].values['token']}")
     for text in ("join", "pause", "pause 2 months", "resume", "frequency 2", "status", "help"):
-        say("ann@example.org", text)
+        notices.extend(box.reply_as("ann@example.org", text).notices)
+    say("ann@example.org", "frequency 3")  # without proof of mailbox: a confirmation
     box.clock.advance(timedelta(days=1))  # a fresh day's allowance of automatic replies
-    say("ann@example.org", "profile\nabout: Roads & <bridges>")
+    notices.extend(box.reply_as("ann@example.org", "profile\nabout: Roads & <bridges>").notices)
     say("ann@example.org", "met")
     say("ann@example.org", "my data")
     say("ann@example.org", "leave")
@@ -608,6 +609,7 @@ def test_every_notice_the_inbox_produces_renders_and_composes(box: Harness, tmp_
     kinds = {n.kind for n in notices}
     assert kinds == {
         "confirm_join",
+        "confirm_change",
         "welcome",
         "already_active",
         "paused",

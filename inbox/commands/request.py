@@ -8,9 +8,10 @@ that cannot be applied gets a clear answer instead (help with a reason, not_memb
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from types import MappingProxyType
 from typing import Any
 
 from inbox.answered import MAX_REFERENCES, answered_emails, sent_only_to
@@ -94,6 +95,27 @@ class Request:
 # -- answers
 
 
+def confirm_change(request: Request, member: Member, change: str) -> Applied:
+    """The command, asked without proof of mailbox, is held until the member's address confirms
+    it (``change`` says what it does, in our words: never the sender's text)."""
+    command = request.command
+    assert command is not None
+    held = {"name": command.name, "argument": command.argument, "fields": dict(command.fields)}
+    answer = confirmation(
+        request, member, tokens.CONFIRM_CHANGE, "confirm_change", values={"change": change}, held=held
+    )
+    return Applied([answer], f"{command.name} without proof of mailbox: confirmation sent")
+
+
+def held_command(token: Token) -> Command | None:
+    """The command a confirm_change token holds, else None."""
+    name = token.command.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    fields = token.command.get("fields") or {}
+    return Command(name, str(token.command.get("argument") or ""), MappingProxyType(dict(fields)))
+
+
 def help_notice(request: Request, reason: str, member: Member | None = None) -> Notice:
     """The list of commands to the sender; ``reason`` says what was not understood ("" for none)."""
     values = {"reason": reason, "commands": request.commands.help_lines()}
@@ -109,10 +131,19 @@ def already_active_values(request: Request, member: Member) -> dict[str, Any]:
     return {"name": member.name, "next_round_on": request.settings.next_round_on(request.now)}
 
 
-def confirmation(request: Request, member: Member, purpose: str, kind: str) -> Notice:
+def confirmation(
+    request: Request,
+    member: Member,
+    purpose: str,
+    kind: str,
+    *,
+    values: Mapping[str, Any] | None = None,
+    held: Mapping[str, Any] | None = None,
+) -> Notice:
     """A confirmation request: a fresh token, carried by an email whose Message-ID we choose (so a
     plain reply finds the token through In-Reply-To) and whose Reply-To is our plus-address with the
-    token (so a reply finds it even when the client drops the threading headers)."""
+    token (so a reply finds it even when the client drops the threading headers). ``held``: what
+    confirming does (the token keeps it); ``values``: more for the template."""
     message_id = new_message_id(request.settings.domain)
     token = tokens.issue_token(
         request.store,
@@ -121,10 +152,12 @@ def confirmation(request: Request, member: Member, purpose: str, kind: str) -> N
         now=request.now,
         days=request.settings.token_days,
         message_id=message_id,
+        command=held,
     )
     assert token.expires_at is not None
     values = {
         "name": member.name,
+        **(values or {}),
         "token": token.token,
         "expires_on": request.settings.today(token.expires_at),
     }
