@@ -18,7 +18,7 @@ class InboxSettings:
     attempts_before_quarantine: int = 3
     token_days: int = 7
     max_message_bytes: int = 25_000_000
-    confirmations_per_hour: int = 30  # the whole programme's; and one of each kind per mailbox a day
+    confirmations_per_hour: int = 200  # the whole programme's; and one of each kind per mailbox a day
     next_round_on: Callable[[datetime], date]  # for welcome/status texts
     # The programme's zone: "pause 2 months" and "until 1 March" count from the local date.
     zone: tzinfo = field(default_factory=lambda: ZoneInfo("UTC"))
