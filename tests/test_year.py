@@ -259,7 +259,7 @@ class Year:
             self.expected[p.address].joined = True
 
     def pause(self, person: Person, text: str, until: date | None) -> None:
-        self.owe(person, self.people.write(person, text), "paused")
+        self.owe(person, self._answer_latest(person, text), "paused")
         state = self.expected[person.address]
         if until is None:
             state.paused = True
@@ -267,13 +267,29 @@ class Year:
             state.paused_until = until
 
     def resume(self, person: Person) -> None:
-        self.owe(person, self.people.write(person, "resume"), "resumed")
+        self.owe(person, self._answer_latest(person, "resume"), "resumed")
         state = self.expected[person.address]
         state.paused, state.paused_until = False, None
 
-    def set_frequency(self, person: Person, text: str, frequency: int) -> None:
-        self.owe(person, self.people.write(person, text), "frequency_changed")
+    def set_frequency(self, person: Person, text: str, frequency: int, *, fresh: bool = False) -> None:
+        """In reply to our latest email to them alone (proof of mailbox: done at once); ``fresh``:
+        a new message, which proves nothing, so the change waits for their reply to a confirmation."""
+        if fresh:
+            self.owe(person, self.people.write(person, text), "confirm_change")
+            self.tick()
+            question = self.postbox.latest(person.address, "confirm_change")
+            assert question is not None, f"{person.address} was not asked to confirm {text!r}"
+            self.owe(person, self.people.reply(person, question, "Yes"), "frequency_changed")
+        else:
+            self.owe(person, self._answer_latest(person, text), "frequency_changed")
         self.expected[person.address].frequency = frequency
+
+    def _answer_latest(self, person: Person, text: str) -> EmailMessage:
+        """``text`` in reply to our latest email to them alone (not an intro: replies go to the group)."""
+        kinds = ("welcome", "followup", "reminder", "paused", "resumed", "frequency_changed", "ghost")
+        latest = self.postbox.latest(person.address, *kinds)
+        assert latest is not None, f"{person.address} has no email of ours to answer"
+        return self.people.reply(person, latest, text)
 
     def leave_by_reply(self, person: Person) -> None:
         """ "leave" in reply to our latest email to them proves the mailbox: done at once."""
@@ -512,7 +528,7 @@ def between_rounds(year: Year, index: int, waves: list[list[Person]]) -> None:
     elif index == 7:
         year.join(waves[3])
     elif index == 9:
-        year.set_frequency(year.person("Liam"), "monthly please", 1)
+        year.set_frequency(year.person("Liam"), "monthly please", 1, fresh=True)
     if year.people.pending:
         year.tick()
 
