@@ -378,6 +378,8 @@ def _strip_answer_words(text: str, patterns: _Patterns) -> str:
         if " " in start.group(start.lastgroup).strip() and re.match(r"\s+\w", rest):
             return text.lstrip(_SEPARATORS)  # an echo that goes on: "we didn't manage it"
         text = rest.lstrip(_SEPARATORS)
+        if re.match(r"\s*[-–—:]", rest):
+            return text  # what follows a dash or colon is the reason: "missed - no answer from Gus"
 
 
 def _comment(first: str, following: list[str], patterns: _Patterns) -> str:

@@ -11,23 +11,27 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from inbox.answered import MAX_REFERENCES, answered_emails
 from inbox.bounce_origin import counted_addresses
 from inbox.classify import Classification
+from inbox.commands import outcomes
 from inbox.commands.declaration import Command
 from inbox.commands.membership import apply_confirmation
 from inbox.commands.registry import COMMANDS
-from inbox.commands.request import Applied, Request, help_notice
+from inbox.commands.request import Applied, Request
+from inbox.commands.unread import not_understood
 from inbox.parse import ParsedMessage
+from inbox.questions import MAX_REFERENCES, Question, question_answered
 from inbox.senders import reason_not_to_answer
 from inbox.settings import InboxSettings
 from mailkit.addresses import canonical_address, plus_tag
 from matcher import members as ops
 from matcher import tokens
-from matcher.model import Group, Member, Notice, Token
+from matcher.model import Member, Notice, Token
 from matcher.store import Store
 
 log = logging.getLogger(__name__)
+
+NOT_A_COMMAND = "it does not start with one of our commands"
 
 
 # -- bounces
@@ -85,30 +89,46 @@ def apply_message(
     command: Command | None,
     key: str,
 ) -> Applied:
-    """Apply a person's message (classified as human mail). ``key`` is the message key (dedup)."""
+    """Apply a person's message (classified as human mail). ``key`` is the message key (dedup).
+
+    A reply in the thread of "Did you meet ...?" without a command (or with "met"/"missed") is read
+    as the member's answer in their own words (inbox/commands/outcomes.py). Anywhere else, a message
+    without a command is not understood: the sender is told what we could not read, and the
+    organisers see it (inbox/commands/unread.py)."""
     refusal = reason_not_to_answer(parsed, settings.own_addresses)
     if refusal:
         return Applied(action=f"ignored: {refusal}", changed=False)
     found = _tokens_of(store, settings, parsed, command)
-    request = Request(
-        store,
-        settings,
-        now,
-        parsed,
-        key,
-        command,
-        found,
-        COMMANDS,
-        _group_named_by_reply,
-    )
+    request = Request(store, settings, now, parsed, key, command, found, COMMANDS)
     if _is_confirmation(command, found):
         return apply_confirmation(request)
+    asked = answer_to_question(store, parsed, command)
+    if asked is not None:
+        return outcomes.answer(request, *asked)
     if command is None:
-        return Applied([help_notice(request, "")], "unrecognised: help sent")
+        return not_understood(request, NOT_A_COMMAND)
     declared = COMMANDS.get(command.name)
     if declared is None:
-        return Applied([help_notice(request, "")], f"unknown command {command.name}: help sent")
+        return not_understood(request, NOT_A_COMMAND)
     return declared.handler(request)
+
+
+def answer_to_question(
+    store: Store, parsed: ParsedMessage, command: Command | None
+) -> tuple[Member, Question] | None:
+    """The member and the "Did you meet ...?" question a message answers, when it is to be read as
+    that answer: sent by a member of the group, in the thread of the question, with no command or
+    with "met"/"missed"."""
+    if command is not None and command.name not in outcomes.NAMES:
+        return None
+    member = ops.find_member(store, parsed.sender)
+    if not ops.is_member(member):
+        return None
+    assert member is not None
+    question = question_answered(store, parsed.in_reply_to, member)
+    if question is None or not question.asks_did_you_meet:
+        return None
+    return member, question
 
 
 def _tokens_of(
@@ -150,12 +170,3 @@ def _is_confirmation(command: Command | None, found: list[Token]) -> bool:
         t.purpose == declared.confirms and t.command.get("name", command.name) == command.name
         for t in confirming
     )
-
-
-def _group_named_by_reply(msg: Request, member: Member) -> Group | None:
-    """The group whose intro, follow-up or reminder this message answers, if the member is in it."""
-    for entry in answered_emails(msg.store, msg.parsed):
-        group = msg.store.get(Group, entry.group_id) if entry.group_id else None
-        if group is not None and member.id in group.members:
-            return group
-    return None

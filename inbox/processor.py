@@ -30,7 +30,7 @@ from inbox.reading import Reading, header_block, read_message
 from inbox.settings import InboxSettings
 from matcher.clock import Clock
 from matcher.members import purge_unconfirmed
-from matcher.model import MessageStatus, Notice, ProcessedMessage
+from matcher.model import MessageStatus, Notice, ProcessedMessage, UnreadMessage
 from matcher.store import Store
 from matcher.tokens import prune_tokens
 
@@ -238,8 +238,9 @@ class Processor:
             self._day_counts = None
 
     def _prune_daily(self, now: datetime) -> None:
-        """Once a day: forget processed messages older than PROCESSED_KEPT_DAYS, sign-ups whose
-        confirmations have all expired (token_days), and tokens expired more than
+        """Once a day: forget processed messages (and those we could not read, long since in a
+        summary) older than PROCESSED_KEPT_DAYS, sign-ups whose confirmations have all expired
+        (token_days), and tokens expired more than
         EXPIRED_TOKENS_KEPT_DAYS ago.
 
         Both scan a table, hence once a day rather than per message.
@@ -248,7 +249,10 @@ class Processor:
         if self.store.get_meta(PRUNED_ON_META) == today:
             return
         cutoff = now - timedelta(days=PROCESSED_KEPT_DAYS)
-        old = [p for p in self.store.all(ProcessedMessage) if p.at is not None and p.at < cutoff]
+        old: list[ProcessedMessage | UnreadMessage] = [
+            p for p in self.store.all(ProcessedMessage) if p.at is not None and p.at < cutoff
+        ]
+        old += [u for u in self.store.all(UnreadMessage) if u.at < cutoff]
         for record in old:
             self.store.delete(record)
         sign_ups = purge_unconfirmed(self.store, now)

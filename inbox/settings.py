@@ -22,6 +22,8 @@ class InboxSettings:
     next_round_on: Callable[[datetime], date]  # for welcome/status texts
     # The programme's zone: "pause 2 months" and "until 1 March" count from the local date.
     zone: tzinfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    # Where a message we cannot read is forwarded at once (besides the summary); () = nowhere.
+    forward_unread: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if "@" not in self.programme_address:
@@ -70,4 +72,5 @@ def inbox_settings_from_config(config: Any, next_round_on: Callable[[datetime], 
         confirmations_per_hour=limits.confirmations_per_hour,
         next_round_on=next_round_on,
         zone=ZoneInfo(programme.timezone),
+        forward_unread=tuple(programme.forward_unread),
     )

@@ -35,11 +35,12 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from PIL import Image
 
 MET = "met"
+DISPUTED = "disputed"  # one member said met, another missed
 MISSED = "missed"
 NO_REPLY = "no_reply"
-OUTCOMES = (MET, MISSED, NO_REPLY)
-OUTCOME_COLOURS = {MET: "#2ca02c", MISSED: "#d62728", NO_REPLY: "#9a9a9a"}
-OUTCOME_NAMES = {MET: "met", MISSED: "missed", NO_REPLY: "no reply"}
+OUTCOMES = (MET, DISPUTED, MISSED, NO_REPLY)
+OUTCOME_COLOURS = {MET: "#2ca02c", DISPUTED: "#f5a000", MISSED: "#d62728", NO_REPLY: "#9a9a9a"}
+OUTCOME_NAMES = {MET: "met", DISPUTED: "disputed", MISSED: "missed", NO_REPLY: "no reply"}
 
 # Organisation colours avoid green, red and mid grey so people never read as outcomes.
 ORG_PALETTE = (
@@ -92,7 +93,7 @@ class Node:
 class Edge:
     a: str
     b: str
-    outcome: str  # "met" | "missed" | "no_reply"
+    outcome: str  # "met" | "disputed" | "missed" | "no_reply"
 
 
 # --------------------------------------------------------------------------- plans
@@ -235,7 +236,7 @@ def plan_growth(points: Sequence[MonthPoint]) -> GrowthPlan:
 
 
 def plan_round_network(nodes: Sequence[Node], edges: Sequence[Edge], *, seed: int = 0) -> NetworkPlan:
-    """Groups laid out on a grid, fully met groups first, then missed, then no reply.
+    """Groups laid out on a grid, fully met groups first, then disputed, missed, no reply.
 
     Ordering by outcome turns the grid into a waffle chart: the share of green, red and grey
     reads at a glance even with 1,000 groups. The seed shuffles groups within an outcome.
@@ -316,8 +317,11 @@ def plan_round_network(nodes: Sequence[Node], edges: Sequence[Edge], *, seed: in
         edge_alpha=0.9,
         edge_bend=0.0,
         edge_legend_title=f"Pairs in {len(groups):,} groups",
+        # Disputes are rare: listed only when there are some.
         edge_legend=tuple(
-            LegendEntry(f"{OUTCOME_NAMES[o]} ({counts[o]:,})", OUTCOME_COLOURS[o], 3.0) for o in OUTCOMES
+            LegendEntry(f"{OUTCOME_NAMES[o]} ({counts[o]:,})", OUTCOME_COLOURS[o], 3.0)
+            for o in OUTCOMES
+            if o != DISPUTED or counts[o]
         ),
         org_legend=org_legend,
         marker_size=marker_diameter**2,

@@ -3,7 +3,8 @@
 A ``Notice`` (matcher/model.py) says what to say, to whom and what it is about. The mailer adds:
 the Message-ID (new unless the notice chose one), the thread (a group's follow-ups and reminders
 answer its introduction; an answer to a person continues their conversation), Reply-To (an
-introduction's replies go to the whole group; a confirmation's to our plus-address with its token)
+introduction's replies go to the whole group; a confirmation's to our plus-address with its token;
+a forwarded message's to the person who wrote it)
 and the pictures (the organisers' summary).
 """
 
@@ -21,6 +22,8 @@ from matcher.store import Store
 
 # The kinds whose replies go to every recipient: the people introduced talk among themselves.
 REPLY_TO_RECIPIENTS = frozenset({"intro"})
+# The kinds that pass on what a person wrote (to the organisers): replies go to that person.
+REPLY_TO_WRITER = frozenset({"unread"})
 # The kind that opens a group's thread; the group's other mail is threaded under it.
 GROUP_THREAD_START = "intro"
 
@@ -66,4 +69,6 @@ def _reply_to(settings: MailSettings, notice: Notice) -> tuple[str, ...]:
         return (plus_address(settings.programme_address, notice.token),)
     if notice.kind in REPLY_TO_RECIPIENTS:
         return tuple(notice.shown_to or notice.to)
+    if notice.kind in REPLY_TO_WRITER and notice.values.get("address"):
+        return (notice.values["address"],)
     return ()

@@ -69,6 +69,7 @@ from mailkit.addresses import return_path
 from mailkit.policy import message_bytes
 from matcher.clock import Clock
 from matcher.model import Notice, OutboxEntry, OutboxStatus
+from matcher.private_files import private_folder, write_private
 from matcher.storage import fsync_directory
 from matcher.store import Store
 from matcher.tokens import new_token_value
@@ -285,7 +286,7 @@ class Outbox:
             else:
                 built[key] = self._build(notice, key)
         if built:
-            self.spool.mkdir(parents=True, exist_ok=True)
+            private_folder(self.spool)
             with self.store.transaction():
                 for key, (entry, body) in built.items():
                     entries[key] = self._spool_body(entry, body)
@@ -369,8 +370,7 @@ class Outbox:
         if not body:
             return entry
         path = self.spool / body_file_name(entry.key)
-        with open(path, "wb") as f:
-            f.write(body)
+        write_private(path, body)
         self._unsynced[path] = None
         self.store.before_commit(self._sync_spool)
         return replace(entry, body_file=str(path))

@@ -26,7 +26,8 @@ profile_updated    name, org, about
 status             name, status, org, about, frequency, pause_until (date/None), next_round_on,
                    rounds, met
 help               reason ("" or a sentence saying what was not understood), commands (list of
-                   {usage, meaning}: the declared commands, inbox/commands/)
+                   {usage, meaning}: the declared commands, inbox/commands/); optional: quoted (the
+                   line we could not read), suggestion (the command they probably meant)
 not_member         command
 no_group           command
 my_data            data (a JSON-able dict)
@@ -39,11 +40,15 @@ followup           name, partners (list of names), round_id, meeting_week_start,
 reminder           name, partners, round_id
 ghost              name, rounds (int)
 bounce_disabled    address, name, score
+unread             name, address, at (datetime), subject, text, reason, group ("" or a group key):
+                   a message we could not read, forwarded to the organisers
 summary            figures (list of (label, value)), rounds (rows of id, groups, met, missed,
-                   no_reply: mappings or tuples in that order), reasons (list of str), ghosts
-                   (list of names, or mappings with name/address), disabled (likewise), images
-                   (content-ids among "growth", "network", "met_network");
-                   optional: round_id (default: the last row's id)
+                   no_reply[, disputed]: mappings or tuples in that order), reasons (list of str),
+                   ghosts (list of names, or mappings with name/address), disabled (likewise),
+                   images (content-ids among "growth", "network", "met_network");
+                   optional: round_id (default: the last row's id), disputed (list of str: who
+                   said what in each disputed group), wrote (list of {name, address, at, text}:
+                   messages we could not read), wrote_more (how many more were left out)
 =================  ================================================================================
 
 The mailer adds the programme-level values itself: ``programme`` (name, address, organisers) and
@@ -123,7 +128,7 @@ KINDS: Mapping[str, KindSpec] = {
             "met",
         )
     ),
-    "help": KindSpec(("reason", "commands")),
+    "help": KindSpec(("reason", "commands"), optional={"quoted": "", "suggestion": ""}),
     "not_member": KindSpec(("command",), "guest"),
     "no_group": KindSpec(("command",)),
     "my_data": KindSpec(("data",)),
@@ -140,10 +145,11 @@ KINDS: Mapping[str, KindSpec] = {
     "reminder": KindSpec(("name", "partners", "round_id")),
     "ghost": KindSpec(("name", "rounds")),
     "bounce_disabled": KindSpec(("address", "name", "score"), "organiser"),
+    "unread": KindSpec(("name", "address", "at", "subject", "text", "reason", "group"), "organiser"),
     "summary": KindSpec(
         ("figures", "rounds", "reasons", "ghosts", "disabled", "images"),
         "organiser",
-        {"round_id": None},
+        {"round_id": None, "disputed": [], "wrote": [], "wrote_more": 0},
     ),
 }
 
@@ -151,12 +157,12 @@ LIST_VALUES: Mapping[str, tuple[str, ...]] = {
     "help": ("commands",),
     "followup": ("partners",),
     "reminder": ("partners",),
-    "summary": ("figures", "rounds", "reasons", "ghosts", "disabled", "images"),
+    "summary": ("figures", "rounds", "reasons", "ghosts", "disabled", "images", "disputed", "wrote"),
 }
-ROUND_COLUMNS = ("id", "groups", "met", "missed", "no_reply")
+ROUND_COLUMNS = ("id", "groups", "met", "missed", "no_reply", "disputed")
 IMAGE_CAPTIONS = {
     "growth": "Members over time",
-    "network": "This round: who met (green), who missed (red), no reply (grey)",
+    "network": "This round: who met (green), who missed (red), disputed (amber), no reply (grey)",
     "met_network": "Everyone who has met someone so far",
 }
 WRAP_WIDTH = 76

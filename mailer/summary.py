@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from mailer.charts import Edge, MonthPoint, Node, growth_chart_png, met_network_png, round_network_png
 from mailer.settings import MailSettings
 from matcher import rounds
 from matcher.calendar import parse_round_id
-from matcher.model import Group, Member, MemberStatus, Notice, Result, Round
+from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, UnreadMessage
 from matcher.store import Store
 
 ROUNDS_SHOWN = 12
+# "What members wrote": each message cut to a few wrapped lines, and at most this many messages.
+WROTE_SHOWN = 40
+WROTE_LINES = 6
+WROTE_WIDTH = 70
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,7 @@ class RoundRow:
     met: int
     missed: int
     no_reply: int
+    disputed: int
 
     @property
     def met_rate(self) -> str:
@@ -57,16 +64,20 @@ def build_summary(store: Store, round_id: str, mail: MailSettings) -> Notice:
         ("Met", row.met),
         ("Missed", row.missed),
         ("No reply", row.no_reply),
+        ("Disputed", row.disputed),
         ("Met rate", row.met_rate),
         ("Ghosts paused", len(report.ghosts)),
         ("Disabled by bounces", status[MemberStatus.DISABLED]),
     ]
+    # A disputed group's "missed" reason is shown with the dispute, not as a missed conversation's.
     reasons = [
         outcome.reason
         for group in groups
+        if group.result() is Result.MISSED
         for outcome in group.outcomes.values()
         if outcome.result is Result.MISSED and outcome.reason
     ]
+    wrote = _wrote(store, all_rounds, this)
     title = f"{mail.programme_name}, round {round_id}"
     nodes = _nodes(by_id, {mid for g in groups for mid in g.members})
     met_pairs = met_pair_counts(store, [r.id for r in all_rounds if r.ordinal <= this.ordinal])
@@ -88,10 +99,20 @@ def build_summary(store: Store, round_id: str, mail: MailSettings) -> Notice:
             "round_id": round_id,
             "figures": figures,
             "rounds": [
-                {"id": r.id, "groups": r.groups, "met": r.met, "missed": r.missed, "no_reply": r.no_reply}
+                {
+                    "id": r.id,
+                    "groups": r.groups,
+                    "met": r.met,
+                    "missed": r.missed,
+                    "no_reply": r.no_reply,
+                    "disputed": r.disputed,
+                }
                 for r in rows
             ],
             "reasons": reasons,
+            "disputed": [_dispute(group, by_id) for group in groups if group.result() is Result.DISPUTED],
+            "wrote": wrote[:WROTE_SHOWN],
+            "wrote_more": max(0, len(wrote) - WROTE_SHOWN),
             "ghosts": [m.display_name for m in report.ghosts],
             "disabled": [m.address for m in members if m.status is MemberStatus.DISABLED],
             "images": list(SummaryPictures.NAMES),
@@ -178,7 +199,7 @@ def met_pair_counts(store: Store, round_ids: list[str]) -> Counter[tuple[str, st
 
 def _round_row(store: Store, round_id: str) -> RoundRow:
     groups = rounds.groups_of_round(store, round_id)
-    results = Counter(g.result() or Result.NO_REPLY for g in groups)
+    results = rounds.count_results(groups)
     return RoundRow(
         id=round_id,
         groups=len(groups),
@@ -186,7 +207,44 @@ def _round_row(store: Store, round_id: str) -> RoundRow:
         met=results[Result.MET],
         missed=results[Result.MISSED],
         no_reply=results[Result.NO_REPLY],
+        disputed=results[Result.DISPUTED],
     )
+
+
+def _dispute(group: Group, by_id: dict[str, Member]) -> str:
+    """Who said what in a disputed group: "Ann Lee: met; Bob Ray: missed (never heard back)"."""
+    said = []
+    for member_id in group.members:
+        outcome = group.outcomes.get(member_id)
+        if outcome is None or outcome.result is Result.NO_REPLY:
+            continue
+        member = by_id.get(member_id)
+        name = member.display_name if member is not None and not member.erased else "a former member"
+        said.append(f"{name}: {outcome.result.value}" + (f" ({outcome.reason})" if outcome.reason else ""))
+    return f"group {group.number}: " + "; ".join(said)
+
+
+def _wrote(store: Store, all_rounds: list[Round], this: Round) -> list[dict[str, Any]]:
+    """Messages we could not read that arrived after the previous round closed and before this one
+    did (a round still open: until now), oldest first, each cut to a few lines."""
+    earlier = [r.closed_at for r in all_rounds if r.ordinal < this.ordinal and r.closed_at is not None]
+    since = max(earlier, default=None)
+    kept = sorted(
+        (
+            u
+            for u in store.all(UnreadMessage)
+            if (since is None or u.at > since) and (this.closed_at is None or u.at <= this.closed_at)
+        ),
+        key=lambda u: u.at,
+    )
+    return [{"name": u.name, "address": u.sender, "at": u.at, "text": _cut(u.text)} for u in kept]
+
+
+def _cut(text: str) -> str:
+    lines = [part for line in text.splitlines() for part in (textwrap.wrap(line, WROTE_WIDTH) or [""])]
+    if len(lines) > WROTE_LINES:
+        lines = [*lines[:WROTE_LINES], "..."]
+    return "\n".join(lines)
 
 
 def _nodes(by_id: dict[str, Member], ids: set[str]) -> list[Node]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +83,31 @@ SAMPLE_VALUES: Mapping[str, Mapping[str, Any]] = {
     },
     "ghost": {"name": "Dan", "rounds": 3},
     "bounce_disabled": {"address": "dan@example.org", "name": "Dan", "score": 3},
+    "unread": {
+        "name": "Bob Baker",
+        "address": "bob@example.org",
+        "at": datetime(2026, 12, 15, 9, 30),
+        "subject": "Re: Did you meet Alice Able?",
+        "text": "We keep missing each other, can you help?",
+        "reason": "we could not tell whether you met",
+        "group": "2026-12:4",
+    },
     "summary": {
         "figures": [("Members", 42), ("Joined this month", 5), ("Met rate", "71%")],
         "rounds": [
             {"id": "2026-11", "groups": 20, "met": 14, "missed": 4, "no_reply": 2},
-            ("2026-12", 21, 15, 3, 3),
+            ("2026-12", 21, 14, 3, 3, 1),
         ],
         "reasons": ["too busy", "holiday"],
+        "disputed": ["group 4: Alice Able: met; Bob Baker: missed (never heard back)"],
+        "wrote": [
+            {
+                "name": "Cara Cole",
+                "address": "cara@example.org",
+                "at": datetime(2026, 12, 15, 9, 30),
+                "text": "We keep missing each other, can you help?",
+            }
+        ],
         "ghosts": ["Dan"],
         "disabled": [{"name": "Eve", "address": "eve@example.org"}],
         "images": ["growth", "network"],

@@ -86,6 +86,7 @@ class MaildirWriter:
         self._host = host or socket.gethostname()
 
     def ensure_exists(self) -> None:
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)  # mail is personal data: owner only
         for sub in SUBDIRS:
             (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
 

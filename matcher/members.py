@@ -16,7 +16,18 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
-from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, Token, TokenPurpose
+from matcher import erasure
+from matcher.model import (
+    Group,
+    Member,
+    MemberStatus,
+    Notice,
+    Result,
+    Round,
+    Token,
+    TokenPurpose,
+    UnreadMessage,
+)
 from matcher.rounds import groups_of_member
 from matcher.store import Store
 from matcher.tokens import delete_member_tokens, retire_member_tokens
@@ -212,7 +223,10 @@ def score_permanent_bounces(
 
 
 def erase(store: Store, member: Member, now: datetime) -> Member:
-    """Remove the personal data; keep the record (by id) so groups still count anonymously."""
+    """Remove the personal data; keep the record (by id) so groups still count anonymously. The address
+    leaves the other records too (matcher.erasure)."""
+    if member.address:
+        erasure.forget(store, member.address, now)
     updated = replace(
         member,
         address="",
@@ -226,6 +240,8 @@ def erase(store: Store, member: Member, now: datetime) -> Member:
     )
     store.put(updated)
     delete_member_tokens(store, member.id)
+    for unread in store.find(UnreadMessage, "member_id", member.id):
+        store.delete(unread)
     return updated
 
 
@@ -276,11 +292,16 @@ def member_data(store: Store, member: Member) -> dict[str, Any]:
         }
         for t in store.find(Token, "member_id", member.id)
     ]
+    unread = [
+        {"at": u.at.isoformat(), "text": u.text, "reason": u.reason}
+        for u in sorted(store.find(UnreadMessage, "member_id", member.id), key=lambda u: u.at)
+    ]
     return {
         "member": record,
         "groups": groups,
         "met": sum(1 for g in groups if g["group_result"] == Result.MET.value),
         "tokens": tokens,
+        "messages_we_could_not_read": unread,
     }
 
 

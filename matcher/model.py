@@ -45,6 +45,8 @@ class Result(StrEnum):
     MET = "met"
     MISSED = "missed"
     NO_REPLY = "no_reply"
+    # A group's result only (never one member's answer): one member said met and another missed.
+    DISPUTED = "disputed"
 
 
 class MessageStatus(StrEnum):
@@ -191,12 +193,16 @@ class Group(Record):
 
     @property
     def met(self) -> bool:
-        """A group met when any of its members says so."""
-        return any(o.result is Result.MET for o in self.outcomes.values())
+        """The group met: someone said so and nobody said otherwise (see ``result``)."""
+        return self.result() is Result.MET
 
     def result(self) -> Result | None:
-        """The group's result: met beats missed beats no reply; None while nobody has said."""
+        """The group's result, the one place it is decided: disputed when one member says met and
+        another missed (both answers stand; neither is taken for the truth), else met beats missed
+        beats no reply (a partner's silence does not undo a "met"); None while nobody has said."""
         results = {o.result for o in self.outcomes.values()}
+        if {Result.MET, Result.MISSED} <= results:
+            return Result.DISPUTED
         for r in (Result.MET, Result.MISSED, Result.NO_REPLY):
             if r in results:
                 return r
@@ -211,6 +217,21 @@ class ProcessedMessage(Record):
     attempts: int = 0
     error: str = ""
     summary: str = ""  # kind and command, for the log and `status`
+
+
+@dataclass
+class UnreadMessage(Record):
+    """A person's message we could read neither as a command nor as an answer, kept for the
+    organisers (the summary's "What members wrote") and deleted with the member's data."""
+
+    key: str  # the message key (inbox.parse.message_key)
+    at: datetime
+    sender: str  # canonical address
+    name: str  # as the From header or the member record gives it; "" when neither does
+    text: str  # what they wrote (the reply's new words), cut to a readable length
+    reason: str  # why we could not act on it, as told to the sender
+    member_id: str = ""  # "" for someone we do not know
+    group: str = ""  # the group key ("2026-03:4") when it replied to mail about a group
 
 
 @dataclass

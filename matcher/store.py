@@ -23,7 +23,8 @@ from filelock import FileLock, Timeout
 from tinydb import TinyDB
 from tinydb.table import Table
 
-from matcher.model import Group, Member, OutboxEntry, ProcessedMessage, Record, Round, Token
+from matcher.model import Group, Member, OutboxEntry, ProcessedMessage, Record, Round, Token, UnreadMessage
+from matcher.private_files import PRIVATE_FILE, create_private, private_folder, write_private
 from matcher.storage import (
     AtomicJSONStorage,
     StoreCorrupt,
@@ -52,17 +53,17 @@ class ProcessLock:
     def __init__(self, path: Path, subject: Path) -> None:
         self.path = path  # the lock file
         self.subject = subject  # what it protects, for the message
-        self._lock = FileLock(path, timeout=0)
+        self._lock = FileLock(path, timeout=0, mode=PRIVATE_FILE)
         self._pid_path = path.with_suffix(".pid")
 
     def acquire(self, wait: float = 0) -> None:
         """Take the lock, waiting up to ``wait`` seconds; StoreLocked (naming the holder's pid) if not."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.path.parent)
         try:
             self._lock.acquire(timeout=wait)
         except Timeout:
             raise StoreLocked(self.subject, self._holder()) from None
-        self._pid_path.write_text(str(os.getpid()))
+        write_private(self._pid_path, str(os.getpid()).encode())
 
     def release(self) -> None:
         if self._lock.is_locked:
@@ -128,6 +129,12 @@ TABLES: tuple[TableSpec, ...] = (
             "body_name": _body_name,
             "return_token": lambda d: d.get("return_token") or None,
         },
+    ),
+    TableSpec(
+        "unread",
+        UnreadMessage,
+        lambda d: d["key"],
+        {"member_id": lambda d: d["member_id"] or None, "sender": lambda d: d["sender"] or None},
     ),
 )
 SPEC_BY_RECORD: Mapping[type[Record], TableSpec] = {t.record: t for t in TABLES}
@@ -365,10 +372,20 @@ class Store:
             if older.exists():
                 os.replace(older, self._backup_path(n + 1))
         tmp = newest.with_suffix(".tmp")
+        os.close(create_private(tmp))  # copyfile keeps an existing file's mode: a backup is as private
         shutil.copyfile(self.path, tmp)  # copy_file_range/sendfile: the bytes stay in the kernel
         current = self.path.stat()
         os.utime(tmp, ns=(current.st_atime_ns, current.st_mtime_ns))  # see _same_content
         os.replace(tmp, newest)
+
+    def replace_backups(self) -> None:
+        """Delete every backup and take one of the current file: what an erasure removed must not stay in
+        older versions."""
+        for backup in self._backups():
+            backup.unlink()
+        self._backup_path(1).with_suffix(".tmp").unlink(missing_ok=True)  # a copy a crash left behind
+        if self.path.exists():
+            self._keep_backup(0)
 
     # -- transactions
 

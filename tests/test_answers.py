@@ -59,6 +59,8 @@ def test_corpus_answer_is_read_as_expected(name):
         ("sadly not, she was ill", Outcome.MISSED, "she was ill"),
         ("we didn't manage it", Outcome.MISSED, "we didn't manage it"),
         ("missed - on leave", Outcome.MISSED, "on leave"),
+        ("missed - no answer from Gus", Outcome.MISSED, "no answer from Gus"),
+        ("Missed: no time this month", Outcome.MISSED, "no time this month"),
         ("couldn't find a time", Outcome.MISSED, "couldn't find a time"),
         ("it didn't happen", Outcome.MISSED, "it didn't happen"),
     ],

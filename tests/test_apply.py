@@ -536,7 +536,13 @@ def test_help_and_unrecognised_mail(box: Harness) -> None:
         "commands": every_command,
     }
     notice = only(box.say("ann@example.org", "Hi, what is this all about?", "Question"), "help")
-    assert notice.values == {"reason": "", "commands": every_command} and notice.to == ["ann@example.org"]
+    assert notice.values == {
+        "reason": "it does not start with one of our commands",
+        "quoted": "Hi, what is this all about?",
+        "suggestion": "",
+        "commands": every_command,
+    }
+    assert notice.to == ["ann@example.org"]
 
 
 @pytest.mark.parametrize(
@@ -656,7 +662,8 @@ def test_missed_in_reply_to_a_followup_names_that_group(box: Harness) -> None:
 
     assert result.notices == []
     outcome = box.store.get(Group, "2026-01:1").outcomes[ann.id]
-    assert (outcome.result, outcome.reason) == (Result.MISSED, "Bob was off sick all week")
+    # In the follow-up's thread the answer is read in the member's words: the paragraph is the reason.
+    assert (outcome.result, outcome.reason) == (Result.MISSED, "Bob was off sick all week second line")
     assert outcome.at == START
     assert box.store.get(Group, "2026-02:1").outcomes == {}
 

@@ -382,3 +382,13 @@ def test_rendering_leaves_pyplot_and_the_backend_alone():
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_disputed_group_is_drawn_amber_and_named_in_the_legend_only_when_present():
+    nodes = [Node(x, x.upper(), "Acme") for x in "abcd"]
+    plan = plan_round_network(nodes, [Edge("a", "b", "disputed"), Edge("c", "d", "met")])
+    assert set(plan.edge_colours) == {OUTCOME_COLOURS["disputed"], OUTCOME_COLOURS["met"]}
+    assert [e.label for e in plan.edge_legend] == ["met (1)", "disputed (1)", "missed (0)", "no reply (0)"]
+    assert OUTCOME_COLOURS["disputed"] not in ORG_PALETTE
+    without = plan_round_network(nodes, [Edge("a", "b", "met")])
+    assert "disputed" not in " ".join(e.label for e in without.edge_legend)

@@ -99,6 +99,12 @@ def test_secrets_are_masked_and_never_in_the_repr(tmp_path: Path) -> None:
         ("[programme]\ncadence = 'every Monday'\n", "programme.cadence: expected e.g. 'first Monday'"),
         ("[programme]\nstart_time = '9am'\n", "programme.start_time: expected HH:MM (24-hour), got '9am'"),
         ("[programme]\nfollowup_day = 'Someday'\n", "programme.followup_day: expected a weekday name"),
+        ("[programme]\nforward_unread = true\n", "programme.forward_unread: expected a list of strings"),
+        ("[programme]\nforward_unread = ['a desk']\n", "programme.forward_unread: expected an email address"),
+        (
+            "[programme]\naddress = 'c@x.org'\nforward_unread = ['C@x.org']\n",
+            "programme.forward_unread: expected addresses other than the programme's own",
+        ),
         ("[programme]\nmeeting_week = 7\n", "programme.meeting_week: expected 1, 2 or 3, got 7"),
         ("[imap]\nport = 993\n", "imap.host: expected the server's host name"),
         ("[imap]\nhost = 'imap.example.org'\nsecurity = 'tls'\n", "imap.security: expected one of ssl"),

@@ -32,7 +32,7 @@ from mailer.render import Renderer
 from mailer.settings import MailSettings, SmtpSettings, make_list_id
 from matcher import tokens
 from matcher.members import find_member
-from matcher.model import Group, Member, MemberStatus, Notice, ProcessedMessage, Result, Token
+from matcher.model import Group, Member, MemberStatus, Notice, ProcessedMessage, Result, Token, UnreadMessage
 from tests.test_apply import (
     ORGANISERS,
     PROGRAMME,
@@ -314,10 +314,14 @@ def test_old_processed_messages_and_long_expired_tokens_are_pruned_daily(box: Ha
     with box.store.transaction():
         box.store.put(ProcessedMessage(key="old@x", status="applied", at=START - timedelta(days=401)))
         box.store.put(ProcessedMessage(key="recent@x", status="applied", at=START - timedelta(days=399)))
+        for key, days in (("old-unread@x", 401), ("recent-unread@x", 399)):
+            box.store.put(UnreadMessage(key, START - timedelta(days=days), "cy@example.org", "", "hm", "why"))
     box.clock.advance(timedelta(days=1))
     box.say("bob@example.org", "help")
     assert box.store.get(ProcessedMessage, "old@x") is None
     assert box.store.get(ProcessedMessage, "recent@x") is not None
+    assert box.store.get(UnreadMessage, "old-unread@x") is None
+    assert box.store.get(UnreadMessage, "recent-unread@x") is not None
     assert box.store.get(Token, asked.values["token"]) is not None
     box.clock.advance(timedelta(days=7 + EXPIRED_TOKENS_KEPT_DAYS))
     box.say("bob@example.org", "help")

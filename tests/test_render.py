@@ -187,7 +187,11 @@ def test_summary_text_carries_the_figures_as_a_table_and_html_the_images(
     assert any(line.split() == ["Members", "42"] for line in lines)
     assert any(line.split() == ["Met", "rate", "71%"] for line in lines)
     assert any(line.split() == ["2026-11", "20", "14", "4", "2", "70%"] for line in lines)
-    assert any(line.split() == ["2026-12", "21", "15", "3", "3", "71%"] for line in lines)
+    assert any(line.split() == ["2026-12", "21", "14", "3", "3", "1", "67%"] for line in lines)
+    assert "group 4: Alice Able: met; Bob Baker: missed (never heard back)" in r.text
+    assert "Cara Cole, Tuesday 15 December:" in r.text
+    assert "      We keep missing each other, can you help?" in lines
+    assert "We keep missing each other" in r.html and "Disputed" in r.html
     assert "too busy" in r.text and "Dan" in r.text and "Eve <eve@example.org>" in r.text
     assert 'src="cid:growth"' in r.html and 'src="cid:network"' in r.html
     assert "growth.png" in r.text

@@ -22,6 +22,7 @@ from mailer.summary import build_summary
 from matcher import tokens
 from matcher.calendar import Calendar, next_round
 from matcher.clock import Clock, SystemClock
+from matcher.private_files import private_folder
 from matcher.store import Store
 from unmentoring.auth import server_credential
 from unmentoring.config import WEEKDAYS, Config, parse_cadence
@@ -61,7 +62,7 @@ class App:
         """Open the database (waiting up to ``wait`` seconds for another process to close it) and build
         every part."""
         clock = clock or SystemClock()
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(config.data_dir)
         store = Store.open(config.database_path, wait=wait, backup_every=backup_every)
         try:
             calendar = calendar_from_config(config)

@@ -9,7 +9,6 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import BinaryIO
 
 import click
 
@@ -17,7 +16,7 @@ from inbox.explain import explain as explain_message
 from inbox.lmtp import LmtpServer, MailServerStartError
 from mailer.settings import mail_settings_from_config
 from mailer.template_check import TemplateReport, check_templates
-from matcher.store import StoreCorrupt, StoreError, StoreLocked
+from matcher.store import Store, StoreCorrupt, StoreError, StoreLocked
 from unmentoring import daemon, service
 from unmentoring.app import App
 from unmentoring.cli_auth import make_auth_group
@@ -140,8 +139,7 @@ def run(context: Context, poll_seconds: int | None) -> None:
     stop = threading.Event()
     daemon.install_stop_handlers(stop)
     with contextlib.ExitStack() as stack:
-        lock = daemon.service_lock(config)
-        lock.acquire()
+        lock = daemon.start_service(config)
         stack.callback(lock.release)
         App.open(config).close()  # check the database before listening for mail
         listener = config.listener()
@@ -184,8 +182,7 @@ def tick(context: Context) -> None:
         sys.exit(EXIT_CONFIG)
     stop = threading.Event()
     daemon.install_stop_handlers(stop)
-    lock = daemon.service_lock(context.config)
-    lock.acquire()
+    lock = daemon.start_service(context.config)
     try:
         with App.open(context.config, wait=daemon.STORE_WAIT_SECONDS) as app:
             report = service.tick(app, should_stop=stop.is_set)
@@ -197,13 +194,46 @@ def tick(context: Context) -> None:
 
 
 @main.command()
-@click.argument("message", type=click.File("rb"))
+@click.argument("messages", nargs=-1, required=True, type=click.Path(allow_dash=True, path_type=Path))
 @pass_context
-def explain(context: Context, message: BinaryIO) -> None:
-    """Show how the service reads MESSAGE (an .eml file, or - for standard input), changing nothing."""
+def explain(context: Context, messages: tuple[Path, ...]) -> None:
+    """Show how the service reads each MESSAGE (an .eml file, a folder of them, or - for standard
+    input), changing nothing: one JSON object, or with several messages one per line, each naming
+    its "file". With the programme's database, "context" says which round and group it answers."""
     config = context.config
     own = [config.programme.address]
-    click.echo(json.dumps(explain_message(message.read(), own_addresses=own), indent=2, ensure_ascii=False))
+    files = [found for given in messages for found in _message_files(given)]
+    single = len(messages) == 1 and len(files) == 1 and not messages[0].is_dir()
+    database = config.database_path
+    store = Store.open(database, wait=daemon.STORE_WAIT_SECONDS) if database.exists() else None
+    failed = False
+    try:
+        for path in files:
+            result: dict[str, object] = {"file": str(path)}
+            try:
+                raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+            except OSError as exc:
+                failed = True
+                result["error"] = f"cannot be read ({exc.strerror or exc.__class__.__name__})"
+            else:
+                result.update(explain_message(raw, own_addresses=own, store=store))
+            click.echo(json.dumps(result, indent=2 if single else None, ensure_ascii=False))
+    finally:
+        if store is not None:
+            store.close()
+    if failed:
+        raise SystemExit(1)
+
+
+def _message_files(given: Path) -> list[Path]:
+    """A file as given ("-" included); a folder: every file under it, hidden ones left out, in order."""
+    if not given.is_dir():
+        return [given]
+    return sorted(
+        path
+        for path in given.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(given).parts)
+    )
 
 
 @main.command()

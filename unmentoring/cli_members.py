@@ -18,6 +18,7 @@ from matcher import members as member_ops
 from matcher import tokens
 from matcher.model import Member, MemberStatus, Notice
 from unmentoring.app import App
+from unmentoring.csv_cells import restore, write_csv
 
 EXPORT_FIELDS = (
     "address",
@@ -151,9 +152,7 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
             json.dump(rows, output, indent=2)
             output.write("\n")
         else:
-            writer = csv.DictWriter(output, fieldnames=EXPORT_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+            write_csv(output, EXPORT_FIELDS, rows)
 
     return members
 
@@ -197,7 +196,8 @@ def _check_row(line: int, address: str, name: str, org: str, about: str) -> Impo
     for label, value in (("name", name), ("org", org), ("about", about)):
         if len(value) > MAX_FIELD:
             raise click.BadParameter(f"line {line}: {label} is longer than {MAX_FIELD} characters")
-    return ImportRow(line, canonical, name.strip(), org.strip(), about.strip())
+    # a cell our own export neutralised ('=...) comes back as it was
+    return ImportRow(line, canonical, restore(name.strip()), restore(org.strip()), restore(about.strip()))
 
 
 def _add_rows(app: App, rows) -> int:

@@ -68,6 +68,7 @@ class Programme:
     reminder_after_days: int = 5  # days after the follow-up to remind who has not answered; 0 = never
     data_dir: str = "data"  # relative to the config file's folder
     templates_dir: str = ""  # the organiser's wording (overrides by file name); relative like data_dir
+    forward_unread: list[str] = field(default_factory=list)  # forward mail we cannot read to these at once
 
     @property
     def zone(self) -> ZoneInfo:
@@ -409,11 +410,17 @@ def _validate(config: Config, path: Path) -> None:
         raise ConfigError(
             path, "programme.timezone", f"unknown time zone {p.timezone!r}; expected e.g. 'Europe/London'"
         ) from None
-    for key, address in [("programme.address", p.address)] + [
-        ("programme.organisers", a) for a in p.organisers
-    ]:
+    for key, address in (
+        [("programme.address", p.address)]
+        + [("programme.organisers", a) for a in p.organisers]
+        + [("programme.forward_unread", a) for a in p.forward_unread]
+    ):
         if not ADDRESS.match(address):
             raise ConfigError(path, key, f"expected an email address, got {address!r}")
+    if p.address.lower() in {a.lower() for a in p.forward_unread}:
+        raise ConfigError(
+            path, "programme.forward_unread", "expected addresses other than the programme's own"
+        )
     parse_cadence(p.cadence, path)
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", p.start_time):
         raise ConfigError(path, "programme.start_time", f"expected HH:MM (24-hour), got {p.start_time!r}")

@@ -19,6 +19,7 @@ import schedule
 
 from inbox.sources.base import SourceError
 from matcher.clock import Clock, SystemClock
+from matcher.private_files import tighten
 from matcher.store import ProcessLock, StoreError, StoreLocked
 from unmentoring import service
 from unmentoring.app import App, StoreMeta, inbound_source
@@ -33,6 +34,19 @@ BACKUP_EVERY_SECONDS = 3600.0
 def service_lock(config: Config) -> ProcessLock:
     """Held by `run` and `tick`: one service process per data folder."""
     return ProcessLock(config.data_dir / "unmentoring.run.lock", config.data_dir)
+
+
+def start_service(config: Config) -> ProcessLock:
+    """Take the service lock, then narrow what an older version, a copy or a restore left readable to
+    others in the data folder (once per process: it walks every file)."""
+    lock = service_lock(config)
+    lock.acquire()
+    try:
+        tighten(config.data_dir, log)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 class Passes:

@@ -22,6 +22,7 @@ from mailkit import policy
 from mailkit.addresses import is_own_address
 from mailkit.maildir import MaildirWriter, delivered
 from matcher.clock import Clock, SystemClock
+from matcher.private_files import private_folder
 from unmentoring.config import Config
 
 __all__ = [
@@ -137,8 +138,9 @@ class SandboxServer(receiving.ReceivingServer):
 
     def prepare(self) -> _SandboxHandler:
         try:
+            private_folder(self.layout.sandbox_dir)
             MaildirWriter(self.inbox_path).ensure_exists()
-            self.layout.mailboxes_path.mkdir(parents=True, exist_ok=True)
+            private_folder(self.layout.mailboxes_path)
         except OSError as exc:
             raise MailServerStartError(
                 f"sandbox mail server: cannot create {self.layout.sandbox_dir}: {exc.strerror}"

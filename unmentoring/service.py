@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from inbox.apply import count_permanent_bounces
 from inbox.poll import mark_all_processed, process_source
 from inbox.sources.base import Incoming, Source
+from matcher import erasure
 from unmentoring.app import App
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ class StoppableSource:
 
     def quarantine(self, ref: str) -> None:
         self._source.quarantine(ref)
+
+    def forget(self, address: str) -> int:
+        return self._source.forget(address)
 
     def close(self) -> None:
         self._source.close()
@@ -99,18 +103,39 @@ def record_refusals(app: App, refused: list[tuple[str, str]]) -> None:
         app.outbox.queue_many(notices)
 
 
+def complete_erasures(app: App, source: Source) -> int:
+    """Finish the erasures whose farewell has gone (or that are older than matcher.erasure's window): delete
+    the kept mail naming the address, scrub the last records, then replace the database backups (all taken
+    before). Each step can be repeated, so a crash anywhere is finished by the next pass. Returns how many
+    erasures were completed."""
+    done = erasure.ready(app.store, app.clock.now())
+    if done:
+        removed = sum(source.forget(e.address) for e in done if e.address)
+        with app.store.transaction():
+            erasure.finish(app.store, done)
+        app.outbox.remove_unreferenced_bodies()  # the messages of mail cancelled for them
+        log.info("erasure completed for %d address(es): %d kept message(s) deleted", len(done), removed)
+    if app.store.get_meta(erasure.ROTATE_BACKUPS_META):
+        app.store.replace_backups()  # the new backup still has the flag set: harmless, it names no one
+        with app.store.transaction():
+            app.store.set_meta(erasure.ROTATE_BACKUPS_META, False)
+    return len(done)
+
+
 def tick(app: App, source: Source | None = None, *, should_stop: ShouldStop = never) -> TickReport:
-    """One full pass, in the order that makes a fresh reply count before the round steps run."""
+    """One full pass, in the order that makes a fresh reply count before the round steps run; erasures
+    whose farewell went in this pass are completed at its end."""
     report = TickReport()
     owned = source is None
     source = source or app.inbound_source()
     try:
         report.inbox = poll_inbox(app, source, should_stop)
+        if should_stop():
+            return report
+        report.steps = run_cycle(app)
+        report.delivery = deliver_outbox(app, should_stop=should_stop)
+        complete_erasures(app, source)
     finally:
         if owned:
             source.close()
-    if should_stop():
-        return report
-    report.steps = run_cycle(app)
-    report.delivery = deliver_outbox(app, should_stop=should_stop)
     return report

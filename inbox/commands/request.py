@@ -8,15 +8,15 @@ that cannot be applied gets a clear answer instead (help with a reason, not_memb
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any
 
-from inbox.answered import MAX_REFERENCES, answered_emails, sent_only_to
 from inbox.commands.declaration import Command, Proof, Registry
 from inbox.parse import ParsedMessage
+from inbox.questions import MAX_REFERENCES, answered_emails, question_answered, sent_only_to
 from inbox.settings import InboxSettings
 from mailkit.message_ids import is_usable_message_id, new_message_id
 from matcher import members as ops
@@ -44,8 +44,6 @@ class Request:
     command: Command | None
     tokens: list[Token]  # every stored token the message carries, most explicit first
     commands: Registry
-    # Finds the group whose intro, follow-up or reminder this message answers (inbox/apply.py).
-    find_reply_group: Callable[[Request, Member], Group | None]
 
     @property
     def sender(self) -> str:
@@ -70,7 +68,8 @@ class Request:
 
     def reply_group(self, member: Member) -> Group | None:
         """The group whose intro, follow-up or reminder this message answers, if ``member`` is in it."""
-        return self.find_reply_group(self, member)
+        question = question_answered(self.store, self.parsed.in_reply_to, member)
+        return question.group if question is not None else None
 
     def may_act_at_once(self, member: Member) -> bool:
         """What the command's declared proof (``Proof``) allows for ``member``'s record: acting now,
@@ -89,7 +88,10 @@ class Request:
                 if token.purpose == tokens.MEMBER and not token.is_valid(self.now):
                     continue
                 return True
-        return any(sent_only_to(entry, member.address) for entry in answered_emails(self.store, self.parsed))
+        return any(
+            sent_only_to(entry, member.address)
+            for entry in answered_emails(self.store, self.parsed.in_reply_to)
+        )
 
 
 # -- answers
@@ -116,9 +118,14 @@ def held_command(token: Token) -> Command | None:
     return Command(name, str(token.command.get("argument") or ""), MappingProxyType(dict(fields)))
 
 
-def help_notice(request: Request, reason: str, member: Member | None = None) -> Notice:
-    """The list of commands to the sender; ``reason`` says what was not understood ("" for none)."""
-    values = {"reason": reason, "commands": request.commands.help_lines()}
+def help_notice(
+    request: Request, reason: str, member: Member | None = None, *, quoted: str = "", suggestion: str = ""
+) -> Notice:
+    """The list of commands to the sender; ``reason`` says what was not understood ("" for none),
+    ``quoted`` the line we could not read and ``suggestion`` what they probably meant."""
+    values: dict[str, Any] = {"reason": reason, "commands": request.commands.help_lines()}
+    if quoted or suggestion:
+        values.update(quoted=quoted, suggestion=suggestion)
     return reply(request, "help", member, values) if member else to_sender(request, "help", values)
 
 

@@ -28,5 +28,8 @@ class Source(Protocol):
     def quarantine(self, ref: str) -> None:
         """Move the message aside (a folder) so it is never retried."""
 
+    def forget(self, address: str) -> int:
+        """Delete the processed and quarantined messages that name ``address`` (an erasure); how many."""
+
     def close(self) -> None:
         """Release connections and files."""

@@ -160,6 +160,30 @@ class ImapSource:
     def quarantine(self, ref: str) -> None:
         self._move([ref], self._settings.quarantine_folder)
 
+    def forget(self, address: str) -> int:
+        """The server searches (decoding MIME parts, as IMAP SEARCH TEXT does) and expunges."""
+
+        def purge(client: IMAPClient, uidvalidity: int) -> int:
+            removed = 0
+            for folder in (self._settings.processed_folder, self._settings.quarantine_folder):
+                if not client.folder_exists(folder):
+                    continue
+                client.select_folder(folder)
+                uids = client.search(["TEXT", address])
+                if uids:
+                    client.add_flags(uids, [DELETED], silent=True)
+                    if client.has_capability("UIDPLUS"):
+                        client.uid_expunge(uids)
+                    else:
+                        client.expunge()
+                removed += len(uids)
+            return removed
+
+        try:
+            return self._with_retry("erasure of kept mail", purge)
+        finally:
+            self._reselect()  # purge left another folder selected
+
     def close(self) -> None:
         self._drop_connection(polite=True)
 

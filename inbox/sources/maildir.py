@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from inbox.sources.base import Incoming, SourceError
+from inbox.sources.kept import names_address
 from mailkit.maildir import SUBDIRS, MaildirFile, delivered
 
 
@@ -34,6 +35,7 @@ class MaildirSource:
         self.path = Path(path)
         try:
             # mailbox.Maildir(create=True) skips tmp/new/cur when the directory already exists.
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)  # mail is personal data: owner only
             for sub in SUBDIRS:
                 (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
             self._maildir = mailbox.Maildir(self.path, factory=None, create=True)
@@ -109,6 +111,8 @@ class MaildirSource:
             name = self._folder_names[purpose]
             try:
                 self._maildir.add_folder(name)  # creates .Name/{tmp,new,cur} when missing
+                # ... and an empty "maildirfolder" marker file that the umask leaves readable to others
+                (self.path / f".{name}" / "maildirfolder").chmod(0o600)
             except OSError as exc:
                 raise MaildirError(f"cannot create folder {name!r} in {self.path}: {exc}") from exc
             path = self.path / f".{name}"
@@ -134,6 +138,20 @@ class MaildirSource:
                 if name == key or name.startswith(prefix):
                     return maildir / sub / name
         return None
+
+    def forget(self, address: str) -> int:
+        removed = 0
+        for name in self._folder_names.values():
+            for entry in delivered(self.path / f".{name}", colon=self._colon, missing_ok=True):
+                try:
+                    if names_address(entry.path.read_bytes(), address):
+                        entry.path.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise MaildirError(f"cannot erase message {entry.key} in {self.path}: {exc}") from exc
+        return removed
 
     def close(self) -> None:
         self._known.clear()
