@@ -11,18 +11,19 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from inbox.bounce_origin import counted_addresses
 from inbox.classify import Classification
 from inbox.commands import outcomes
 from inbox.commands.declaration import Command
 from inbox.commands.membership import apply_confirmation
 from inbox.commands.registry import COMMANDS
-from inbox.commands.request import MAX_REFERENCES, Applied, Request
+from inbox.commands.request import Applied, Request
 from inbox.commands.unread import not_understood
 from inbox.parse import ParsedMessage
-from inbox.questions import Question, question_answered
+from inbox.questions import MAX_REFERENCES, Question, question_answered
 from inbox.senders import reason_not_to_answer
 from inbox.settings import InboxSettings
-from mailkit.addresses import canonical_address
+from mailkit.addresses import canonical_address, plus_tag
 from matcher import members as ops
 from matcher import tokens
 from matcher.model import Member, Notice, Token
@@ -37,14 +38,24 @@ NOT_A_COMMAND = "it does not start with one of our commands"
 
 
 def apply_bounce(
-    store: Store, settings: InboxSettings, now: datetime, classification: Classification
+    store: Store,
+    settings: InboxSettings,
+    now: datetime,
+    classification: Classification,
+    parsed: ParsedMessage,
+    raw: bytes,
 ) -> Applied:
-    """A bounce: +1 to each bounced member's score if permanent; disable at the threshold and tell
-    the organisers. Temporary failures are only logged. Never answered."""
-    addresses = [a for a in (canonical_address(x) for x in classification.bounced_addresses) if a]
+    """A bounce: +1 to each bounced member's score if permanent and the report shows it came back
+    from our mail to that address (inbox/bounce_origin.py); disable at the threshold and tell the
+    organisers. Temporary failures are only logged. Never answered."""
+    reported = [a for a in (canonical_address(x) for x in classification.bounced_addresses) if a]
     if not classification.permanent:
-        log.info("temporary delivery failure for %d address(es); nothing counted", len(addresses))
-        return Applied(action=f"temporary bounce, {len(addresses)} address(es)", changed=False)
+        log.info("temporary delivery failure for %d address(es); nothing counted", len(reported))
+        return Applied(action=f"temporary bounce, {len(reported)} address(es)", changed=False)
+    addresses = counted_addresses(store, settings, parsed, raw, reported)
+    if not addresses:
+        log.info("bounce report not traced to our mail (no return path or Message-ID of ours): not counted")
+        return Applied(action="permanent bounce not traced to our mail: not counted", changed=False)
     scored, notices = count_permanent_bounces(store, settings, now, addresses)
     if not scored:
         return Applied(action="permanent bounce for no known member", changed=False)
@@ -129,9 +140,9 @@ def _tokens_of(
     if command is not None:
         candidates += tokens.tokens_in_text(command.argument)
     for address in parsed.to:
-        value = tokens.token_from_plus_address(address, settings.address)
-        if value:
-            candidates.append(value)
+        tag = plus_tag(address, settings.address)
+        if tag and tokens.looks_like_token(tag):
+            candidates.append(tag)
     found = tokens.lookup_tokens(store, candidates)
     for mid in parsed.in_reply_to[:MAX_REFERENCES]:
         for token in store.find(Token, "message_id", mid):
@@ -148,10 +159,14 @@ def _is_confirmation(command: Command | None, found: list[Token]) -> bool:
     """A message confirms when it carries a confirmation token and asks for nothing else: a bare
     reply ("yes"), "confirm", a command read only from the subject ("Re: Please confirm..."), or the
     very command being confirmed ("leave" in reply to the leave confirmation)."""
-    purposes = {t.purpose for t in found} & tokens.CONFIRM_PURPOSES
-    if not purposes:
+    confirming = [t for t in found if t.purpose in tokens.CONFIRM_PURPOSES]
+    if not confirming:
         return False
     if command is None or command.name == "confirm" or command.from_subject:
         return True
     declared = COMMANDS.get(command.name)
-    return declared is not None and declared.confirms in purposes
+    # "resume" in reply to the confirmation of a held "pause" is a new command, not a yes to it.
+    return declared is not None and any(
+        t.purpose == declared.confirms and t.command.get("name", command.name) == command.name
+        for t in confirming
+    )

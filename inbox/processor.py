@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from inbox import confirmation_limits
 from inbox.apply import Applied, apply_bounce, apply_message
 from inbox.classify import Kind, classify
 from inbox.grammar import read_command
@@ -28,6 +29,7 @@ from inbox.parse import message_key, parse_message
 from inbox.reading import Reading, header_block, read_message
 from inbox.settings import InboxSettings
 from matcher.clock import Clock
+from matcher.members import purge_unconfirmed
 from matcher.model import MessageStatus, Notice, ProcessedMessage, UnreadMessage
 from matcher.store import Store
 from matcher.tokens import prune_tokens
@@ -104,7 +106,7 @@ class Processor:
             applied = Applied(action=f"{len(raw)} bytes, over the limit: not read", changed=False)
         else:
             kind, command, applied = self._apply(raw, reading, now)
-        notices = self._within_reply_limit(applied.notices, now)
+        notices = self._within_confirmation_limits(self._within_reply_limit(applied.notices, now), now)
         status = MessageStatus.APPLIED if applied.changed or notices else MessageStatus.IGNORED
         stored_summary = f"{kind} {command or '-'}: {applied.action}"
         self.store.put(
@@ -153,7 +155,7 @@ class Processor:
         )
         kind = str(classification.kind.value)
         if classification.kind is Kind.BOUNCE:
-            return kind, None, apply_bounce(self.store, self.settings, now, classification)
+            return kind, None, apply_bounce(self.store, self.settings, now, classification, parsed, raw)
         if classification.kind in (Kind.COMMAND, Kind.NOT_COMMAND):
             command = classification.command
             if command is None and classification.kind is Kind.COMMAND:
@@ -194,6 +196,27 @@ class Processor:
             self._save_day_counts()
         return kept
 
+    def _within_confirmation_limits(self, notices: list[Notice], now: datetime) -> list[Notice]:
+        """Drop confirmation emails beyond inbox/confirmation_limits.py's limits; log each drop."""
+        if not any(n.token for n in notices):
+            return notices
+        stored = self.store.get_meta(confirmation_limits.META_KEY) or {}
+        counts = {**stored, "mailboxes": dict(stored.get("mailboxes", {}))}
+        kept: list[Notice] = []
+        for notice in notices:
+            if notice.token and not confirmation_limits.allow(
+                counts, notice, now, self.settings.confirmations_per_hour
+            ):
+                log.warning(
+                    "%s not sent: one a day per mailbox, %d an hour in all, already sent",
+                    notice.kind,
+                    self.settings.confirmations_per_hour,
+                )
+                continue
+            kept.append(notice)
+        self.store.set_meta(confirmation_limits.META_KEY, counts)
+        return kept
+
     def _counts_of(self, day: str) -> _DayCounts:
         """Today's counts: the batch's copy, else read from the store (a new day starts empty)."""
         held = self._day_counts
@@ -216,7 +239,8 @@ class Processor:
 
     def _prune_daily(self, now: datetime) -> None:
         """Once a day: forget processed messages (and those we could not read, long since in a
-        summary) older than PROCESSED_KEPT_DAYS, and tokens expired more than
+        summary) older than PROCESSED_KEPT_DAYS, sign-ups whose confirmations have all expired
+        (token_days), and tokens expired more than
         EXPIRED_TOKENS_KEPT_DAYS ago.
 
         Both scan a table, hence once a day rather than per message.
@@ -231,10 +255,16 @@ class Processor:
         old += [u for u in self.store.all(UnreadMessage) if u.at < cutoff]
         for record in old:
             self.store.delete(record)
+        sign_ups = purge_unconfirmed(self.store, now)
         tokens = prune_tokens(self.store, now - timedelta(days=EXPIRED_TOKENS_KEPT_DAYS))
         self.store.set_meta(PRUNED_ON_META, today)
-        if old or tokens:
-            log.info("pruned %d processed message(s) and %d expired token(s)", len(old), tokens)
+        if old or tokens or sign_ups:
+            log.info(
+                "pruned %d processed message(s), %d expired token(s), %d unconfirmed sign-up(s)",
+                len(old),
+                tokens,
+                sign_ups,
+            )
 
 
 def describe_error(error: BaseException) -> str:

@@ -6,11 +6,15 @@ each member's follow-up and reminder. The reply answers that email only when it
 comes from a member of the group it was sent to. ``question_answered`` is the one lookup of
 "which group and which question" (the outcome commands, answers in context and ``explain`` all
 ask it), so how outbox entries name their group can change here alone.
+
+``answered_emails`` is the lookup under it, "which emails of ours does this reply answer, and to
+whom did each go", shared with proof of mailbox (inbox/commands/request.py): a reply proves only
+the mailbox of an email that went to that address alone (``sent_only_to``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -41,18 +45,32 @@ class Question:
     asks_did_you_meet: bool
 
 
+def answered_emails(store: Store, thread_ids: Sequence[str]) -> Iterator[OutboxEntry]:
+    """Our emails that a reply answers (``thread_ids``: In-Reply-To then References, newest first),
+    in that order."""
+    for mid in thread_ids[:MAX_REFERENCES]:
+        entry = store.find_one(OutboxEntry, "message_id", mid)
+        if entry is not None:
+            yield entry
+
+
+def sent_only_to(entry: OutboxEntry, address: str) -> bool:
+    """The email went to ``address`` and to nobody else: reading it proves that mailbox."""
+    return {canonical_address(r) for r in entry.recipients} == {canonical_address(address)}
+
+
 def question_answered(store: Store, thread_ids: Sequence[str], member: Member) -> Question | None:
     """The email about a group that this reply answers (``thread_ids``: In-Reply-To then References,
     newest first), if ``member`` is in that group and was sent it; None otherwise."""
-    for mid in thread_ids[:MAX_REFERENCES]:
-        entry = store.find_one(OutboxEntry, "message_id", mid)
-        found = _group_asked_by(store, entry, member) if entry is not None else None
+    for entry in answered_emails(store, thread_ids):
+        found = _group_asked_by(store, entry, member)
         if found is None:
             continue
         group, asked = found
         if member.id not in group.members:
             continue
-        return Question(group, asked, mid, asked is not Asked.INTRO or _followups_sent(store, group))
+        question = asked is not Asked.INTRO or _followups_sent(store, group)
+        return Question(group, asked, entry.message_id, question)
     return None
 
 

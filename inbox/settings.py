@@ -18,6 +18,7 @@ class InboxSettings:
     attempts_before_quarantine: int = 3
     token_days: int = 7
     max_message_bytes: int = 25_000_000
+    confirmations_per_hour: int = 200  # the whole programme's; and one of each kind per mailbox a day
     next_round_on: Callable[[datetime], date]  # for welcome/status texts
     # The programme's zone: "pause 2 months" and "until 1 March" count from the local date.
     zone: tzinfo = field(default_factory=lambda: ZoneInfo("UTC"))
@@ -33,6 +34,7 @@ class InboxSettings:
             "attempts_before_quarantine",
             "token_days",
             "max_message_bytes",
+            "confirmations_per_hour",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -67,6 +69,7 @@ def inbox_settings_from_config(config: Any, next_round_on: Callable[[datetime], 
         attempts_before_quarantine=limits.attempts_before_quarantine,
         token_days=limits.token_days,
         max_message_bytes=limits.max_message_bytes,
+        confirmations_per_hour=limits.confirmations_per_hour,
         next_round_on=next_round_on,
         zone=ZoneInfo(programme.timezone),
         forward_unread=tuple(programme.forward_unread),

@@ -23,10 +23,9 @@ from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from urllib.parse import quote
 
 from mailer.read_back import Intended, ReadBackMismatch, check_read_back, intended
-from mailer.render import KINDS, KindSpec, Rendered
+from mailer.render import KINDS, KindSpec, Rendered, mailto
 from mailer.settings import MailSettings
 from mailkit.addresses import DOT_ATOM, address_header_text, has_control_characters, mailbox
 from mailkit.header_text import one_line, unstructured_header_text
@@ -114,7 +113,7 @@ def _compose(
     msg.set_raw("Subject", unstructured_header_text("Subject", subject))
     mailboxes = {
         "from": (address_of(kind, settings.programme_address, settings.programme_name),),
-        "to": _addresses(kind, "To", notice.to, names),
+        "to": _addresses(kind, "To", notice.shown_to or notice.to, names),
         "reply-to": _addresses(kind, "Reply-To", list(reply_to) or [settings.programme_address], names),
     }
     for name in ("From", "To", "Reply-To"):
@@ -208,8 +207,7 @@ _STRUCTURED_HEADERS = frozenset(
 
 def list_unsubscribe(address: str, token: str) -> str:
     """RFC 2369 mailto: link; with the member's token, leaving needs no confirmation round."""
-    subject = f"leave {token}" if token else "leave"
-    return f"<mailto:{address}?subject={quote(subject, safe='')}>"
+    return f"<{mailto(address, f'leave {token}' if token else 'leave')}>"
 
 
 def address_of(kind: str, addr_spec: str, display_name: str = "") -> Address:
@@ -255,7 +253,7 @@ def _display_names(notice: Notice) -> dict[str, str]:
     name = notice.values.get("name")
     # In mail to organisers "name" is the member the mail is about, not the reader.
     about_someone_else = KINDS.get(notice.kind, KindSpec(())).audience == "organiser"
-    if len(notice.to) == 1 and isinstance(name, str) and name and not about_someone_else:
+    if len(notice.shown_to or notice.to) == 1 and isinstance(name, str) and name and not about_someone_else:
         names.setdefault(notice.to[0].strip().lower(), name)
     return names
 

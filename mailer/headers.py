@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailer.settings import MailSettings
+from mailkit.addresses import plus_address
 from mailkit.message_ids import new_message_id
-from matcher import tokens
 from matcher.model import Notice, OutboxEntry
 from matcher.store import Store
 
@@ -56,17 +56,19 @@ def framing(store: Store, settings: MailSettings, notice: Notice) -> Framing:
 def _group_thread(store: Store, notice: Notice) -> tuple[str, ...]:
     if not notice.group_id or notice.kind == GROUP_THREAD_START:
         return ()
-    for entry in store.find(OutboxEntry, "group_id", notice.group_id):
-        if entry.kind == GROUP_THREAD_START:
-            return (entry.message_id,)
-    return ()
+    # Each member's mail continues their own copy of the introduction (mail sent before copies
+    # were per member continues the group's one introduction).
+    recipients = {r.strip().lower() for r in notice.to}
+    intros = [e for e in store.find(OutboxEntry, "group_id", notice.group_id) if e.kind == GROUP_THREAD_START]
+    own = [e for e in intros if recipients <= {r.lower() for r in e.recipients}]
+    return (own[0].message_id,) if own else ()
 
 
 def _reply_to(settings: MailSettings, notice: Notice) -> tuple[str, ...]:
     if notice.token:
-        return (tokens.plus_address(settings.programme_address, notice.token),)
+        return (plus_address(settings.programme_address, notice.token),)
     if notice.kind in REPLY_TO_RECIPIENTS:
-        return tuple(notice.to)
+        return tuple(notice.shown_to or notice.to)
     if notice.kind in REPLY_TO_WRITER and notice.values.get("address"):
         return (notice.values["address"],)
     return ()

@@ -66,11 +66,13 @@ from mailer.headers import Framing, framing
 from mailer.render import Rendered, Renderer
 from mailer.settings import MailSettings
 from mailer.smtp import SendResult, SmtpSender, SmtpUnavailable, Throttled
+from mailkit.addresses import return_path
 from matcher.clock import Clock
 from matcher.model import Notice, OutboxEntry, OutboxStatus
 from matcher.private_files import private_folder, write_private
 from matcher.storage import fsync_directory
 from matcher.store import Store
+from matcher.tokens import new_token_value
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +297,7 @@ class Outbox:
     def compose(self, notice: Notice) -> EmailMessage:
         """The email ``notice`` would become, not stored (previews); bytes() gives the wire form.
         Raises ``RenderError`` or ``ComposeError`` when it cannot be built."""
-        rendered = self.renderer.render(notice.kind, notice.values, to=notice.to)
+        rendered = self.renderer.render(notice.kind, notice.values, to=notice.shown_to or notice.to)
         return self._compose(notice, rendered, framing(self.store, self.settings, notice), self.clock.now())
 
     def _compose(self, notice: Notice, rendered: Rendered, frame: Framing, now: datetime) -> EmailMessage:
@@ -323,7 +325,7 @@ class Outbox:
         """The entry for ``notice`` and its message (b"" when it cannot be built: the entry says
         why)."""
         now = self.clock.now()
-        rendered = self.renderer.render(notice.kind, notice.values, to=notice.to)
+        rendered = self.renderer.render(notice.kind, notice.values, to=notice.shown_to or notice.to)
         frame = framing(self.store, self.settings, notice)
         entry = OutboxEntry(
             key=key,
@@ -347,7 +349,13 @@ class Outbox:
                 log.warning("outbox %s: not sendable, recorded as failed: %s", key, exc)
             failed = replace(entry, status=FAILED, last_error=str(exc), next_attempt_at=None)
             return failed, b""
-        return replace(entry, recipients=recipients), body
+        entry = replace(entry, recipients=recipients)
+        if len(recipients) == 1:
+            # VERP: a bounce returned to this address names this message and its one recipient,
+            # which a forged report sent to the programme address cannot (inbox/bounce_origin.py).
+            token = new_token_value()
+            entry = replace(entry, return_token=token, envelope_from=return_path(entry.envelope_from, token))
+        return entry, body
 
     # -- bodies in the spool folder
 

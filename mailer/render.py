@@ -14,7 +14,7 @@ The values each kind expects (``Notice.values``; dates are ``datetime.date``, na
 =================  ================================================================================
 kind               values
 =================  ================================================================================
-confirm_join       name, token, expires_on
+confirm_join       name ("" until confirmed: greeted by address), token, expires_on
 welcome            name, next_round_on, frequency (1..3)
 already_active     name, next_round_on
 confirm_leave      name, token, expires_on
@@ -33,6 +33,7 @@ no_group           command
 my_data            data (a JSON-able dict)
 confirm_forget     name, token, expires_on
 forgotten          (none)
+confirm_change     name, change (what confirming does, in our words), token, expires_on
 intro              round_id, members (list of {name, org, about[, address]}), host (name),
                    meeting_week_start, meeting_week_end, followup_on
 followup           name, partners (list of names), round_id, meeting_week_start, meeting_week_end
@@ -70,6 +71,7 @@ from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 
@@ -135,8 +137,12 @@ KINDS: Mapping[str, KindSpec] = {
     "my_data": KindSpec(("data",)),
     "confirm_forget": KindSpec(("name", "token", "expires_on")),
     "forgotten": KindSpec((), "guest"),
+    "confirm_change": KindSpec(("name", "change", "token", "expires_on")),
+    # "group": replies go to the partners, so the footer links to the programme address instead. No
+    # token in the text: a partner's reply-all quotes it (the List-Unsubscribe header carries it).
     "intro": KindSpec(
-        ("round_id", "members", "host", "meeting_week_start", "meeting_week_end", "followup_on")
+        ("round_id", "members", "host", "meeting_week_start", "meeting_week_end", "followup_on"),
+        "group",
     ),
     "followup": KindSpec(("name", "partners", "round_id", "meeting_week_start", "meeting_week_end")),
     "reminder": KindSpec(("name", "partners", "round_id")),
@@ -351,6 +357,11 @@ def greeting(name: Any) -> str:
     return f"Hi {text}," if text else "Hello,"
 
 
+def mailto(address: Any, subject: Any) -> str:
+    """A mailto: link that writes ``subject`` to ``address`` (RFC 6068)."""
+    return f"mailto:{address}?subject={quote(str(subject), safe='')}"
+
+
 def pretty_json(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
@@ -379,6 +390,7 @@ FILTERS = {
     "display": display,
     "join_names": join_names,
     "greeting": greeting,
+    "mailto": mailto,
     "pretty_json": pretty_json,
     "describe": describe,
     "one_line": one_line,

@@ -22,7 +22,7 @@ SAMPLE_MEMBERS = [
 ]
 
 SAMPLE_VALUES: Mapping[str, Mapping[str, Any]] = {
-    "confirm_join": {"name": "Alice", "token": "tok-join-123", "expires_on": date(2026, 12, 14)},
+    "confirm_join": {"name": "", "token": "tok-join-123", "expires_on": date(2026, 12, 14)},
     "welcome": {"name": "Alice", "next_round_on": date(2027, 1, 4), "frequency": 2},
     "already_active": {"name": "Alice", "next_round_on": date(2027, 1, 4)},
     "confirm_leave": {"name": "Alice", "token": "tok-leave-456", "expires_on": date(2026, 12, 14)},
@@ -55,6 +55,12 @@ SAMPLE_VALUES: Mapping[str, Mapping[str, Any]] = {
         "expires_on": date(2026, 12, 14),
     },
     "forgotten": {},
+    "confirm_change": {
+        "name": "Alice",
+        "change": "pause until 2027-03-01",
+        "token": "tok-change-321",
+        "expires_on": date(2026, 12, 14),
+    },
     "intro": {
         "round_id": "2026-12",
         "members": SAMPLE_MEMBERS,

@@ -1,8 +1,10 @@
 """Email addresses: their canonical form, which of them are ours, and display names.
 
 An address is compared in its canonical form (``canonical_address``). "Ours" is the programme's
-address or a plus-address of it, ``local+tag@domain``: ``plus_tag`` says which tag, so that
-addresses with a meaning in their tag (confirmation tokens today) are read in one place.
+address or a plus-address of it, ``local+tag@domain``: ``plus_address`` makes one, ``plus_tag``
+says which tag, so that addresses with a meaning in their tag are made and read in one place: a
+confirmation token (``local+TOKEN@domain``, a Reply-To) and a per-recipient return path
+(``local+bounce-TOKEN@domain``, the envelope sender: VERP, see ``return_path``).
 """
 
 from __future__ import annotations
@@ -66,6 +68,39 @@ def plus_tag(address: str, own_address: str) -> str | None:
     if at and domain == own_domain and local.startswith(own_local + "+"):
         return local[len(own_local) + 1 :]
     return None
+
+
+def plus_address(own_address: str, tag: str) -> str:
+    """``local+tag@domain`` of ``own_address``: mail to it reaches our mailbox, tag and all."""
+    local, _, domain = own_address.strip().rpartition("@")
+    return f"{local}+{tag}@{domain}"
+
+
+RETURN_PATH_TAG = "bounce-"
+
+
+def return_path(own_address: str, token: str) -> str:
+    """The envelope sender of one message to one recipient (VERP): a bounce sent back to it names
+    the message and the recipient by ``token``, whatever the report's wording says."""
+    return plus_address(own_address, RETURN_PATH_TAG + token)
+
+
+def return_path_token(address: str, own_address: str) -> str | None:
+    """The token of a ``return_path`` of ``own_address``, else None (lower case, as compared)."""
+    tag = plus_tag(address, own_address)
+    if not tag or not tag.startswith(RETURN_PATH_TAG):
+        return None
+    return tag[len(RETURN_PATH_TAG) :] or None
+
+
+def mailbox_key(address: str) -> str:
+    """The mailbox an address delivers to, for counting: canonical, without a plus tag, so that
+    a+1@x and a+2@x count as a@x. "" when not an address."""
+    canonical = canonical_address(address)
+    local, _, domain = canonical.rpartition("@")
+    if not canonical or local.startswith('"'):
+        return canonical
+    return f"{local.split('+', 1)[0] or local}@{domain}"
 
 
 def is_own_address(address: str, own_addresses: str | Collection[str]) -> bool:

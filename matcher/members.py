@@ -17,7 +17,17 @@ from typing import Any
 
 from mailkit.header_text import decoded_one_line
 from matcher import erasure, preferences
-from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, Token, UnreadMessage
+from matcher.model import (
+    Group,
+    Member,
+    MemberStatus,
+    Notice,
+    Result,
+    Round,
+    Token,
+    TokenPurpose,
+    UnreadMessage,
+)
 from matcher.rounds import groups_of_member
 from matcher.store import Store
 from matcher.tokens import delete_member_tokens, retire_member_tokens
@@ -92,6 +102,29 @@ def start_joining(store: Store, address: str, profile: Mapping[str, str], now: d
         member = replace(existing, status=MemberStatus.PENDING, **fields)
     store.put(member)
     return member
+
+
+def purge_unconfirmed(store: Store, now: datetime) -> int:
+    """Sign-ups whose every join confirmation has expired are given up: a record that never was a
+    member goes; a former member's asking to come back is left again. Returns how
+    many. Scans the members table, so call it rarely (once a day)."""
+    purged = 0
+    for member in store.all(Member):
+        if member.status is not MemberStatus.PENDING:
+            continue
+        held = store.find(Token, "member_id", member.id)
+        if any(t.purpose == TokenPurpose.CONFIRM_JOIN and t.is_valid(now) for t in held):
+            continue
+        if member.joined_at is None:
+            # Its tokens stay a while (tokens.prune_tokens), so a late reply hears "expired", but
+            # without the profile its join held.
+            for token in held:
+                store.put(replace(token, command={}))
+            store.delete(member)
+        else:
+            store.put(replace(member, status=MemberStatus.LEFT))
+        purged += 1
+    return purged
 
 
 def activate(store: Store, member: Member, now: datetime) -> Member:

@@ -69,6 +69,7 @@ class TokenPurpose(StrEnum):
     CONFIRM_JOIN = "confirm_join"
     CONFIRM_LEAVE = "confirm_leave"
     CONFIRM_FORGET = "confirm_forget"
+    CONFIRM_CHANGE = "confirm_change"  # a change to a membership or profile, held until confirmed
     MEMBER = "member"  # the permanent List-Unsubscribe token
 
 
@@ -247,6 +248,9 @@ class Token(Record):
     expires_at: datetime | None  # None: valid while the member exists (List-Unsubscribe tokens)
     used_at: datetime | None = None
     message_id: str | None = None  # the email that carried it, so a plain reply to that email confirms
+    # What confirming does besides its purpose, as asked by the unproven message: the command held
+    # ({"name", "argument", "fields"}); for a join, the profile it gave. Never shown in the email.
+    command: dict[str, Any] = field(default_factory=dict)
 
     def is_valid(self, now: datetime) -> bool:
         return self.used_at is None and (self.expires_at is None or now < self.expires_at)
@@ -270,6 +274,9 @@ class OutboxEntry(Record):
     sent_at: datetime | None = None
     round_id: str = ""  # the round the email is about, if any
     group_id: str = ""  # the group it is about (Group.key): a reply to it names that group
+    # The secret in this message's own return path (envelope_from, local+bounce-TOKEN@domain): a
+    # bounce sent there names this entry, so its recipient. "" for mail with several recipients.
+    return_token: str = ""
 
     def __init__(
         self,
@@ -287,6 +294,7 @@ class OutboxEntry(Record):
         sent_at: datetime | None = None,
         round_id: str = "",
         group_id: str = "",
+        return_token: str = "",
         *,
         raw: str = "",
     ) -> None:
@@ -308,6 +316,7 @@ class OutboxEntry(Record):
         self.sent_at = sent_at
         self.round_id = round_id
         self.group_id = group_id
+        self.return_token = return_token
 
     @property
     def raw(self) -> str:
@@ -331,7 +340,7 @@ class Notice:
     """
 
     kind: str  # template name, e.g. "confirm_join", "welcome", "intro", "summary"
-    to: list[str]  # recipient addresses (an intro goes To every member of the group)
+    to: list[str]  # who receives it (the envelope): each recipient of a group's mail gets a notice
     values: dict[str, Any] = field(default_factory=dict)  # what the template shows
     key: str = ""  # idempotency key for the outbox, e.g. "intro:2026-12:7"
     round_id: str = ""  # the round it is about (kept on the outbox entry)
@@ -341,3 +350,6 @@ class Notice:
     thread: list[str] = field(default_factory=list)  # the conversation it answers, oldest first
     unsubscribe_token: str = ""  # the member's token for List-Unsubscribe (single-recipient mail)
     auto_reply: bool = False  # an answer to a person's message, not mail we start
+    # The To header when it names more than the recipient: each member's own copy of a group's
+    # introduction shows the whole group. Empty: ``to``.
+    shown_to: list[str] = field(default_factory=list)

@@ -127,6 +127,7 @@ TABLES: tuple[TableSpec, ...] = (
             "message_id": lambda d: d["message_id"],
             "group_id": lambda d: d.get("group_id") or None,
             "body_name": _body_name,
+            "return_token": lambda d: d.get("return_token") or None,
         },
     ),
     TableSpec(

@@ -1,6 +1,6 @@
 """Tokens: the secrets that prove a person received one of our emails.
 
-A token is bound to a purpose (confirm_join, confirm_leave, confirm_forget, or the permanent
+A token is bound to a purpose (confirm_join, confirm_leave, confirm_forget, confirm_change, or the permanent
 "member" token used for List-Unsubscribe) and to one member and address; confirmation tokens expire
 and are single use.
 
@@ -17,8 +17,9 @@ import base64
 import hmac
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from matcher.model import Member, Token, TokenPurpose
 from matcher.store import Store
@@ -26,9 +27,10 @@ from matcher.store import Store
 CONFIRM_JOIN = TokenPurpose.CONFIRM_JOIN
 CONFIRM_LEAVE = TokenPurpose.CONFIRM_LEAVE
 CONFIRM_FORGET = TokenPurpose.CONFIRM_FORGET
+CONFIRM_CHANGE = TokenPurpose.CONFIRM_CHANGE
 MEMBER = TokenPurpose.MEMBER
 PURPOSES = frozenset(TokenPurpose)
-CONFIRM_PURPOSES = frozenset({CONFIRM_JOIN, CONFIRM_LEAVE, CONFIRM_FORGET})
+CONFIRM_PURPOSES = frozenset({CONFIRM_JOIN, CONFIRM_LEAVE, CONFIRM_FORGET, CONFIRM_CHANGE})
 
 TOKEN_BYTES = 20
 TOKEN_CHARS = 32  # base32 of 20 bytes, no padding
@@ -57,6 +59,7 @@ def issue_token(
     now: datetime,
     days: int | None,
     message_id: str | None = None,
+    command: Mapping[str, Any] | None = None,
 ) -> Token:
     """Create and store a token for ``member``'s current address; ``days=None`` never expires."""
     if purpose not in PURPOSES:
@@ -73,6 +76,7 @@ def issue_token(
         created_at=now,
         expires_at=None if days is None else now + timedelta(days=days),
         message_id=message_id,
+        command=dict(command or {}),
     )
     store.put(token)
     return token
@@ -167,19 +171,3 @@ def prune_tokens(store: Store, expired_before: datetime) -> int:
             store.delete(token)
             removed += 1
     return removed
-
-
-def plus_address(programme_address: str, token: str) -> str:
-    """``local+TOKEN@domain``: a reply to it carries the token even if the body is lost."""
-    local, _, domain = programme_address.rpartition("@")
-    return f"{local}+{token}@{domain}"
-
-
-def token_from_plus_address(address: str, programme_address: str) -> str | None:
-    """The token in ``local+TOKEN@domain`` when the rest is the programme address, else None."""
-    local, _, domain = address.lower().rpartition("@")
-    own_local, _, own_domain = programme_address.lower().rpartition("@")
-    if domain != own_domain or not local.startswith(own_local + "+"):
-        return None
-    value = local[len(own_local) + 1 :]
-    return value if looks_like_token(value) else None

@@ -18,6 +18,7 @@ import pytest
 from inbox.commands.registry import COMMANDS
 from inbox.processor import Processor, ProcessResult
 from inbox.settings import InboxSettings
+from mailkit.addresses import canonical_address, plus_address, return_path
 from matcher import tokens
 from matcher.clock import FakeClock
 from matcher.members import FORMER_MEMBER, find_member
@@ -86,6 +87,12 @@ class Harness:
     def say(self, sender: str, body: str = "", subject: str = "", **options: object) -> ProcessResult:
         return self.send(make_message(sender, body, subject, **options))  # type: ignore[arg-type]
 
+    def reply_as(self, sender: str, body: str = "", subject: str = "", **options: object) -> ProcessResult:
+        """``body`` as a reply to an email we sent to ``sender`` alone: proof of their mailbox."""
+        address = find_address(sender)
+        answered = add_sent(self, f"welcome:{secrets.token_hex(6)}", [address], kind="welcome")
+        return self.say(sender, body, subject, in_reply_to=answered, **options)
+
     def member(self, address: str) -> Member:
         member = find_member(self.store, address)
         assert member is not None, f"no member {address}"
@@ -99,6 +106,11 @@ class Harness:
         member = self.member(address)
         assert member.status is MemberStatus.ACTIVE
         return member
+
+
+def find_address(sender: str) -> str:
+    """The address of a From value ("Ann <ann@example.org>")."""
+    return canonical_address(sender)
 
 
 def only(result: ProcessResult, kind: str) -> Notice:
@@ -141,7 +153,12 @@ def add_round(
 
 
 def add_sent(
-    box: Harness, key: str, recipients: list[str], kind: str = "followup", group_id: str = ""
+    box: Harness,
+    key: str,
+    recipients: list[str],
+    kind: str = "followup",
+    group_id: str = "",
+    return_token: str = "",
 ) -> str:
     """An email we sent (as the mailer records it), about ``group_id`` if given; returns its Message-ID."""
     message_id = f"{secrets.token_hex(16)}@unmentoring.example.org"
@@ -157,9 +174,18 @@ def add_sent(
                 status="sent",
                 round_id=group_id.split(":")[0] if group_id else "",
                 group_id=group_id,
+                return_token=return_token,
             )
         )
     return message_id
+
+
+def returned_from(box: Harness, address: str, report: bytes) -> bytes:
+    """``report`` as it arrives when it bounces an email we sent to ``address``: delivered to that
+    email's own return path (VERP), as an MTA writes Delivered-To."""
+    token = tokens.new_token_value()
+    add_sent(box, f"welcome:{token[:8]}", [address], kind="welcome", return_token=token)
+    return f"Delivered-To: {return_path(PROGRAMME, token)}\n".encode() + report
 
 
 # -- join and its confirmation
@@ -174,28 +200,29 @@ def test_join_makes_a_pending_member_and_asks_for_confirmation(box: Harness) -> 
     notice = only(result, "confirm_join")
     member = box.member("ann@example.org")
     assert member.status is MemberStatus.PENDING
-    assert (member.name, member.org, member.about) == (
-        "Ann Lee",
-        "Leeds City Council",
-        "Roads and bridges",
-    )
+    # The profile waits for the confirmation: the record holds nothing the sender wrote.
+    assert (member.name, member.org, member.about) == ("", "", "")
     token = box.store.get(Token, notice.values["token"])
     assert token.purpose == "confirm_join" and token.member_id == member.id
     assert token.address == "ann@example.org"
-    assert notice.to == ["ann@example.org"]
-    assert notice.values == {
-        "name": "Ann Lee",
-        "token": token.token,
-        "expires_on": date(2026, 1, 12),
+    assert token.command == {
+        "fields": {"name": "Ann Lee", "org": "Leeds City Council", "about": "Roads and bridges"}
     }
+    assert notice.to == ["ann@example.org"]
+    # Nothing the sender wrote is echoed: the greeting and To use the bare address.
+    assert notice.values == {"name": "", "token": token.token, "expires_on": date(2026, 1, 12)}
     assert notice.message_id and notice.message_id.endswith("@unmentoring.example.org")
     assert token.message_id == notice.message_id
     assert notice.token == token.token  # the mailer makes Reply-To coffee+<token>@ of it
     assert notice.auto_reply and notice.key.startswith("reply:") and notice.key.endswith(":confirm_join")
+    only(box.say("ann@example.org", f"confirm {token.token}"), "welcome")
+    member = box.member("ann@example.org")
+    assert (member.name, member.org, member.about) == ("Ann Lee", "Leeds City Council", "Roads and bridges")
 
 
 def test_join_takes_the_name_from_the_from_header_when_none_is_given(box: Harness) -> None:
-    only(box.say('"Lee, Ann" <ann@example.org>', "", "subscribe"), "confirm_join")
+    asked = only(box.say('"Lee, Ann" <ann@example.org>', "", "subscribe"), "confirm_join")
+    only(box.say("ann@example.org", f"confirm {asked.values['token']}"), "welcome")
     assert box.member("ann@example.org").name == "Lee, Ann"
 
 
@@ -207,7 +234,7 @@ def _confirm_by(path: str, box: Harness, asked: Notice) -> ProcessResult:
     if path == "references":
         return box.say(sender, "ok", "Re: confirm", references=["x@y.example", asked.message_id])
     if path == "plus-address":
-        return box.say(sender, "sure", "Re: your email", to=tokens.plus_address(PROGRAMME, asked.token))
+        return box.say(sender, "sure", "Re: your email", to=plus_address(PROGRAMME, asked.token))
     if path == "body":
         quoted = f"Yes\n\nOn Monday UnMentoring wrote:\n> To confirm, reply or send: confirm {token}\n"
         return box.say(sender, quoted, "Re: hello")
@@ -245,7 +272,7 @@ def test_an_expired_confirmation_activates_nobody(box: Harness) -> None:
     result = box.say("ann@example.org", "yes", "Re: confirm", in_reply_to=asked.message_id)
     help_ = only(result, "help")
     assert "expired" in help_.values["reason"] and "join" in help_.values["reason"]
-    assert box.member("ann@example.org").status is MemberStatus.PENDING
+    assert find_member(box.store, "ann@example.org") is None  # the sign-up was given up
 
 
 def test_a_token_of_another_purpose_confirms_nothing(box: Harness) -> None:
@@ -278,17 +305,41 @@ def test_a_forged_join_subscribes_nobody(box: Harness) -> None:
     assert box.member("victim@example.org").status is MemberStatus.PENDING
 
 
-def test_join_while_pending_sends_a_fresh_confirmation_a_few_times_a_day(box: Harness) -> None:
-    first = only(box.say("ann@example.org", "join"), "confirm_join")
+def test_join_while_pending_sends_one_confirmation_a_day_and_never_rewrites_the_profile(
+    box: Harness,
+) -> None:
+    first = only(box.say("ann@example.org", "join\nname: Ann Lee"), "confirm_join")
+    # A forger's second join the same day: no second email, and the profile it gives goes nowhere.
+    assert box.say("Mallory <ann@example.org>", "join\nname: Buy pills at spam.example").notices == []
+    assert box.say("ann+2@example.org", "join").notices == []  # the same mailbox, plus-tagged
+    box.clock.advance(timedelta(days=1, seconds=1))
     second = only(box.say("ann@example.org", "join\norg: NHS"), "confirm_join")
     assert second.values["token"] != first.values["token"]
-    assert box.member("ann@example.org").org == "NHS"
-    only(box.say("ann@example.org", "join"), "confirm_join")
-    assert box.say("ann@example.org", "join").notices == []  # the fourth within a day
-    box.clock.advance(timedelta(days=1, seconds=1))
-    only(box.say("ann@example.org", "join"), "confirm_join")
-    # Any of the codes sent still works.
+    assert box.member("ann@example.org").name == ""
+    # The code Ann confirms sets the profile its own join gave.
     only(box.say("ann@example.org", f"confirm {first.values['token']}"), "welcome")
+    assert (box.member("ann@example.org").name, box.member("ann@example.org").org) == ("Ann Lee", "")
+
+
+def test_unconfirmed_sign_ups_are_purged_after_token_days(box: Harness) -> None:
+    asked = only(box.say("ann@example.org", "join\nname: Ann"), "confirm_join")
+    box.clock.advance(timedelta(days=box.settings.token_days, seconds=1))
+    box.say("someone@example.org", "status")  # the day's housekeeping runs with the next message
+    assert find_member(box.store, "ann@example.org") is None
+    assert box.store.get(Token, asked.values["token"]).command == {}  # the profile it held is gone
+    reason = only(box.say("ann@example.org", f"confirm {asked.values['token']}"), "help").values["reason"]
+    assert "expired" in reason and find_member(box.store, "ann@example.org") is None
+
+
+def test_confirmations_are_capped_per_hour_for_the_whole_programme(tmp_path: Path) -> None:
+    box = make_harness(tmp_path, confirmations_per_hour=2)
+    try:
+        sent = [box.say(f"person{n}@example.org", "join").notices for n in range(4)]
+        assert [len(n) for n in sent] == [1, 1, 0, 0]
+        box.clock.advance(timedelta(hours=1))
+        only(box.say("person9@example.org", "join"), "confirm_join")
+    finally:
+        box.store.close()
 
 
 def test_join_while_active_says_already_active(box: Harness) -> None:
@@ -300,8 +351,14 @@ def test_join_while_active_says_already_active(box: Harness) -> None:
 
 def test_join_while_paused_resumes(box: Harness) -> None:
     box.join("ann@example.org")
-    only(box.say("ann@example.org", "pause"), "paused")
-    only(box.say("ann@example.org", "join"), "resumed")
+    only(box.reply_as("ann@example.org", "pause"), "paused")
+    only(box.reply_as("ann@example.org", "join"), "resumed")
+    assert box.member("ann@example.org").status is MemberStatus.ACTIVE
+    only(box.reply_as("ann@example.org", "pause"), "paused")
+    # Without proof of mailbox, "join" asks the address to confirm the resuming.
+    asked = only(box.say("ann@example.org", "join"), "confirm_change")
+    assert box.member("ann@example.org").status is MemberStatus.PAUSED
+    only(box.say("ann@example.org", "yes", in_reply_to=asked.message_id), "resumed")
     assert box.member("ann@example.org").status is MemberStatus.ACTIVE
 
 
@@ -309,9 +366,10 @@ def test_joining_again_after_leaving_keeps_the_same_record(box: Harness) -> None
     ann = box.join("ann@example.org", name="Ann")
     member_token = tokens.valid_member_token(box.store, ann, START)
     only(box.say("ann@example.org", "", f"leave {member_token.token}"), "goodbye")
+    box.clock.advance(timedelta(days=1))  # one join confirmation per mailbox a day
     again = box.join("ann@example.org")
     assert again.id == ann.id and again.name == "Ann"
-    assert tokens.valid_member_token(box.store, again, START).token != member_token.token
+    assert tokens.valid_member_token(box.store, again, box.clock.now()).token != member_token.token
 
 
 # -- leave
@@ -393,7 +451,7 @@ def test_leave_from_a_non_member(box: Harness) -> None:
 )
 def test_pause(box: Harness, text: str, until: date | None) -> None:
     box.join("ann@example.org", name="Ann")
-    notice = only(box.say("ann@example.org", text), "paused")
+    notice = only(box.reply_as("ann@example.org", text), "paused")
     assert notice.values == {"name": "Ann", "until": until}
     member = box.member("ann@example.org")
     assert (member.status, member.pause_until) == (MemberStatus.PAUSED, until)
@@ -409,8 +467,8 @@ def test_a_pause_that_cannot_be_read_is_explained(box: Harness, text: str) -> No
 
 def test_resume(box: Harness) -> None:
     box.join("ann@example.org", name="Ann")
-    box.say("ann@example.org", "pause 3 months")
-    notice = only(box.say("ann@example.org", "resume"), "resumed")
+    only(box.reply_as("ann@example.org", "pause 3 months"), "paused")
+    notice = only(box.reply_as("ann@example.org", "resume"), "resumed")
     assert notice.values == {"name": "Ann", "next_round_on": NEXT_ROUND}
     member = box.member("ann@example.org")
     assert (member.status, member.pause_until) == (MemberStatus.ACTIVE, None)
@@ -419,7 +477,7 @@ def test_resume(box: Harness) -> None:
 @pytest.mark.parametrize(("text", "frequency"), [("frequency 2", 2), ("every 3 months", 3)])
 def test_frequency(box: Harness, text: str, frequency: int) -> None:
     box.join("ann@example.org", name="Ann")
-    notice = only(box.say("ann@example.org", text), "frequency_changed")
+    notice = only(box.reply_as("ann@example.org", text), "frequency_changed")
     assert notice.values == {"name": "Ann", "frequency": frequency}
     assert box.member("ann@example.org").frequency == frequency
 
@@ -434,7 +492,7 @@ def test_a_bad_frequency_is_explained(box: Harness) -> None:
 def test_profile(box: Harness) -> None:
     box.join("ann@example.org", name="Ann", org="Council")
     notice = only(
-        box.say("ann@example.org", "profile\norg: NHS Digital\nabout: Data & <b>dashboards</b>"),
+        box.reply_as("ann@example.org", "profile\norg: NHS Digital\nabout: Data & <b>dashboards</b>"),
         "profile_updated",
     )
     assert notice.values == {
@@ -455,8 +513,8 @@ def test_status(box: Harness) -> None:
     bob = box.join("bob@example.org")
     add_round(box, "2026-01", 24312, [Group("2026-01", 1, [ann.id, bob.id], host=ann.id)])
     box.say("bob@example.org", "met")
-    box.say("ann@example.org", "frequency 2")
-    box.say("ann@example.org", "pause until 2026-06-01")
+    box.reply_as("ann@example.org", "frequency 2")
+    box.reply_as("ann@example.org", "pause until 2026-06-01")
     notice = only(box.say("ann@example.org", "Status?"), "status")
     assert notice.values == {
         "name": "Ann",
@@ -559,7 +617,8 @@ def test_forget_me_after_confirmation(box: Harness) -> None:
 def test_forget_me_needs_the_confirmation(box: Harness) -> None:
     box.join("ann@example.org")
     asked = only(box.say("ann@example.org", "forget me"), "confirm_forget")
-    only(box.say("ann@example.org", "forget me"), "confirm_forget")  # a new request, no token
+    # A new request the same day: no second email to the mailbox (a forger could repeat it).
+    assert box.say("ann@example.org", "forget me").notices == []
     # A reply that does not say so explicitly erases nothing: erasure cannot be undone.
     for body, subject in [("No! Keep it.", "Re: Forget me?"), ("", "Re: Confirm: forget me")]:
         result = box.say("ann@example.org", body, subject, in_reply_to=asked.message_id)

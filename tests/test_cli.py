@@ -362,7 +362,8 @@ def test_round_start_no_send_queues_introductions_and_show_lists_everyone(env: C
     status = env.status()
     assert status["latest_round_state"] == "started"
     intros = [row for row in env.outbox() if row[1] == "intro"]
-    assert len(intros) == 2 and all(row[2] == "queued" for row in intros)
+    # one copy of each group's introduction per member: 5 members in 2 groups
+    assert len(intros) == 5 and all(row[2] == "queued" for row in intros)
     shown = env.ok("round", "show").stdout
     assert shown.startswith(f"round {status['latest_round']} (started)"), shown
     assert "seed 3" in shown.splitlines()[0]
@@ -386,7 +387,7 @@ def test_round_start_twice_sends_each_introduction_once(env: CliEnv, sandbox: Sa
     assert "already started" in second.stdout, describe(second)
     assert env.ok("round", "show").stdout == show_after_first
     intros = [row for row in env.outbox() if row[1] == "intro"]
-    assert len(intros) == 2 and all(row[2] == "sent" for row in intros), describe(first)
+    assert len(intros) == 5 and all(row[2] == "sent" for row in intros), describe(first)
     for _, address, _, _, _ in FORM_ROWS:
         received = messages_of_kind(env.mailbox(address), "intro")
         assert len(received) == 1, f"{address} got {len(received)} introductions"
@@ -408,7 +409,7 @@ def test_outbox_list_shows_each_email_and_its_state(env: CliEnv, sandbox: Sandbo
     assert {(row[1], row[2]) for row in rows} == {("welcome", "sent"), ("intro", "sent")}
     assert all(int(row[3]) >= 1 for row in rows)
     sent = env.ok("outbox", "list", "--status", "sent").stdout.splitlines()
-    assert len(sent) == len(rows) == 3
+    assert len(sent) == len(rows) == 4  # two welcomes, each member's copy of the introduction
     assert env.ok("outbox", "list", "--status", "failed").stdout == ""
     for address in ("alice@example.org", "bob@example.org"):
         kinds = sorted(m[KIND_HEADER] for m in maildir_messages(env.mailbox(address)))
@@ -429,7 +430,7 @@ def test_status_json_counts_members_rounds_and_outbox(env: CliEnv) -> None:
     assert info["members"]["active"] == 4 and info["members"]["left"] == 1
     assert sum(info["members"].values()) == 5
     assert info["latest_round_state"] == "started"
-    assert info["outbox"] == {"queued": 5 + 2, "sent": 0, "failed": 0}
+    assert info["outbox"] == {"queued": 5 + 4, "sent": 0, "failed": 0}  # welcomes, an intro per member
     assert date.fromisoformat(info["next_round_on"]) >= datetime.now(UTC).date() - timedelta(days=1)
 
     plain = env.ok("status").stdout

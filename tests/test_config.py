@@ -117,6 +117,10 @@ def test_secrets_are_masked_and_never_in_the_repr(tmp_path: Path) -> None:
         ("[smtp]\nhost = 'h.example.org'\npassword = 'x'\n", "smtp.password: unknown key"),
         ("[lmtp]\nlisten = '8024'\n[smtp]\nhost = 'h.example.org'\n", "lmtp.listen: expected HOST:PORT"),
         ("[limits]\ntoken_days = 0\n", "limits.token_days: expected a positive integer"),
+        (
+            "[limits]\nconfirmations_per_hour = 0\n",
+            "limits.confirmations_per_hour: expected a positive integer",
+        ),
         ("[sandbox]\nport = 70000\n", "sandbox.port: expected a port number, got 70000"),
         ("programme = 3\n", "programme: expected a [section] table"),
         ("[programme\n", "(file): is not valid TOML"),

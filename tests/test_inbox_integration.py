@@ -128,7 +128,7 @@ def test_real_messages_are_applied_answered_and_filed(
         ("help", ["chris.evans@district.example.gov.uk"]),
     ]
     sam = box.member("sam.patel@borough.example.org")
-    assert (sam.status, sam.name) == (MemberStatus.PENDING, "Sam Patel")
+    assert (sam.status, sam.name) == (MemberStatus.PENDING, "")  # the profile waits for the confirmation
     assert imap_account.list_folder("INBOX") == []
     assert len(imap_account.list_folder("Processed")) == 5
     assert {p.status for p in box.store.all(ProcessedMessage)} == {"applied", "ignored"}
@@ -140,6 +140,7 @@ def test_real_messages_are_applied_answered_and_filed(
     assert polled == PollReport(applied=1)
     assert queued(box)[-1] == ("welcome", ["sam.patel@borough.example.org"])
     assert box.member("sam.patel@borough.example.org").status is MemberStatus.ACTIVE
+    assert box.member("sam.patel@borough.example.org").name == "Sam Patel"
 
     # Later Sam answers the welcome email with "stop": a reply to our mail leaves at once.
     box.clock.advance(timedelta(days=2))

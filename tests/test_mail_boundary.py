@@ -193,6 +193,9 @@ def test_a_long_name_with_commas_and_addresses_stays_one_recipient_in_the_introd
     for message in maildir_messages(env.mailbox(EVE)):
         assert_sent_as_built(message, [EVE])
         (eve,) = message["To"].addresses
+        if message["X-UnMentoring-Kind"] == "confirm_join":
+            assert eve.display_name == ""  # unconfirmed: nothing the sender wrote is echoed
+            continue
         # Python 3.11 reads a space more where a long name was split into encoded words.
         assert "".join(eve.display_name.split()) == "".join(long_name.split())
 

@@ -14,8 +14,12 @@ from mailkit.addresses import (
     has_control_characters,
     is_own_address,
     mailbox,
+    mailbox_key,
     plain_mailbox,
+    plus_address,
     plus_tag,
+    return_path,
+    return_path_token,
 )
 from mailkit.header_text import one_line
 
@@ -73,6 +77,38 @@ def test_plus_tag_names_the_tag_of_our_plus_address() -> None:
     assert plus_tag("UnMentoring+Confirm-Ab12@Example.test", PROGRAMME) == "confirm-ab12"
     assert plus_tag("unmentoring+bounce-x+y@example.test", PROGRAMME) == "bounce-x+y"
     assert plus_tag("someone+x@example.test", PROGRAMME) is None
+
+
+def test_plus_address_round_trip() -> None:
+    address = plus_address(PROGRAMME, "abc234")
+    assert address == "UnMentoring+abc234@example.test"
+    assert plus_tag(address.upper(), PROGRAMME) == "abc234"
+    assert plus_tag("unmentoring+abc234@elsewhere.example", PROGRAMME) is None
+    assert plus_tag("other+abc234@example.test", PROGRAMME) is None
+
+
+def test_return_path_names_its_token_and_nothing_else_does() -> None:
+    path = return_path(PROGRAMME, "k7zq")
+    assert path == "UnMentoring+bounce-k7zq@example.test"
+    assert return_path_token(path.lower(), PROGRAMME) == "k7zq"
+    assert return_path_token(PROGRAMME, PROGRAMME) is None
+    assert return_path_token("unmentoring+k7zq@example.test", PROGRAMME) is None
+    assert return_path_token("unmentoring+bounce-@example.test", PROGRAMME) is None
+    assert return_path_token("unmentoring+bounce-k7zq@elsewhere.example", PROGRAMME) is None
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("Ann@Example.org", "ann@example.org"),
+        ("ann+1@example.org", "ann@example.org"),
+        ("ANN+2+x@example.org", "ann@example.org"),
+        ("+x@example.org", "+x@example.org"),
+        ("not an address", ""),
+    ],
+)
+def test_mailbox_key_counts_plus_variants_as_one_mailbox(address: str, expected: str) -> None:
+    assert mailbox_key(address) == expected
 
 
 def test_own_addresses_may_be_several() -> None:

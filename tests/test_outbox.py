@@ -130,7 +130,9 @@ def test_a_sent_entry_is_remembered_without_its_body(rig: Rig) -> None:
     assert rig.journal.read_bytes() == b""
     assert rig.outbox.pending() == []
     message = rig.sink.wait_for(1)[0]
-    assert message.mail_from == "bounces@example.org" and message.rcpt_tos == ("alice@example.org",)
+    # VERP: the envelope sender is this message's own return path on the configured bounce address.
+    assert stored.return_token and message.mail_from == f"bounces+bounce-{stored.return_token}@example.org"
+    assert message.rcpt_tos == ("alice@example.org",) and stored.envelope_from == message.mail_from
     assert parsed(message.raw)["Message-ID"] == f"<{entry.message_id}>"
 
 

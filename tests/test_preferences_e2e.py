@@ -36,7 +36,13 @@ def sim(tmp_path, imap_account: ImapAccount, smtp_sink: SmtpSink):
 
 
 def _groups(delivered: list[Delivered]) -> list[frozenset[str]]:
-    return [frozenset(d.envelope_to) for d in delivered if d.kind == "intro"]
+    # Each member gets their own copy of the introduction; its To shows the whole group.
+    groups = {
+        frozenset(a.addr_spec.lower() for a in d.message["To"].addresses)
+        for d in delivered
+        if d.kind == "intro"
+    }
+    return list(groups)
 
 
 def _run_round(sim: Year, index: int) -> tuple[list[frozenset[str]], list[Delivered]]:

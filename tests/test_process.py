@@ -43,6 +43,7 @@ from tests.test_apply import (
     make_harness,
     make_message,
     only,
+    returned_from,
 )
 from unmentoring.config import load_config
 
@@ -142,7 +143,7 @@ def test_our_own_and_daemon_addresses_are_not_answered(box: Harness, sender: str
 
 def test_permanent_bounces_disable_a_member_and_tell_the_organisers(box: Harness) -> None:
     box.join("old.member@council.example.org", name="Old Member")
-    bounce = data_file("bounce-postfix-550.eml")
+    bounce = returned_from(box, "old.member@council.example.org", data_file("bounce-postfix-550.eml"))
     results = [box.send(with_message_id(bounce, f"b{n}@mx.example")) for n in range(4)]
 
     assert [r.notices for r in results[:2]] == [[], []]
@@ -172,10 +173,11 @@ def test_temporary_bounces_are_only_logged(box: Harness, caplog: pytest.LogCaptu
 
 def test_a_disabled_member_who_writes_resume_is_back(box: Harness) -> None:
     box.join("old.member@council.example.org")
-    bounce = data_file("bounce-postfix-550.eml")
+    bounce = returned_from(box, "old.member@council.example.org", data_file("bounce-postfix-550.eml"))
     for n in range(3):
         box.send(with_message_id(bounce, f"b{n}@mx.example"))
-    only(box.say("old.member@council.example.org", "resume"), "resumed")
+    assert box.member("old.member@council.example.org").status is MemberStatus.DISABLED
+    only(box.reply_as("old.member@council.example.org", "resume"), "resumed")
     member = box.member("old.member@council.example.org")
     assert (member.status, member.bounce_score) == (MemberStatus.ACTIVE, 0)
 
@@ -227,7 +229,8 @@ def test_organiser_notices_are_not_capped(tmp_path: Path) -> None:
         for n in range(10):  # the organiser has used up their automatic replies for today
             box.say(ORGANISERS[0], f"help {n}")
         assert box.say(ORGANISERS[0], "help").notices == []
-        notices = box.send(data_file("bounce-sendmail-rfc3464-mixed.eml")).notices
+        report = data_file("bounce-sendmail-rfc3464-mixed.eml")
+        notices = box.send(returned_from(box, "left.the.council@example.gov.uk", report)).notices
         assert [(n.kind, n.to) for n in notices] == [("bounce_disabled", ORGANISERS)]
     finally:
         box.store.close()
@@ -585,9 +588,10 @@ def test_every_notice_the_inbox_produces_renders_and_composes(box: Harness, tmp_
     say("Ann <ann@example.org>", "join\norg: Council")
     say("ann@example.org", f"confirm {notices[-1].values['token']}")
     for text in ("join", "pause", "pause 2 months", "resume", "frequency 2", "status", "help"):
-        say("ann@example.org", text)
+        notices.extend(box.reply_as("ann@example.org", text).notices)
+    say("ann@example.org", "frequency 3")  # without proof of mailbox: a confirmation
     box.clock.advance(timedelta(days=1))  # a fresh day's allowance of automatic replies
-    say("ann@example.org", "profile\nabout: Roads & <bridges>")
+    notices.extend(box.reply_as("ann@example.org", "profile\nabout: Roads & <bridges>").notices)
     say("ann@example.org", "met")
     say("ann@example.org", "my data")
     say("ann@example.org", "leave")
@@ -597,8 +601,9 @@ def test_every_notice_the_inbox_produces_renders_and_composes(box: Harness, tmp_
     say("bob@example.org", "forget me")
     say("bob@example.org", f"confirm {notices[-1].values['token']}")
     box.join("old.member@council.example.org")
+    bounce = returned_from(box, "old.member@council.example.org", data_file("bounce-postfix-550.eml"))
     for n in range(3):
-        notices.extend(box.send(with_message_id(data_file("bounce-postfix-550.eml"), f"b{n}@x")).notices)
+        notices.extend(box.send(with_message_id(bounce, f"b{n}@x")).notices)
 
     settings = mail_settings()
     outbox = Outbox(box.store, box.clock, settings, Renderer(settings), tmp_path / "journal")
@@ -608,6 +613,7 @@ def test_every_notice_the_inbox_produces_renders_and_composes(box: Harness, tmp_
     kinds = {n.kind for n in notices}
     assert kinds == {
         "confirm_join",
+        "confirm_change",
         "welcome",
         "already_active",
         "paused",

@@ -118,17 +118,6 @@ def test_tokens_are_found_in_text_but_not_inside_longer_words() -> None:
     assert len(tokens.tokens_in_text(many)) == tokens.MAX_CANDIDATES
 
 
-def test_plus_address_round_trip() -> None:
-    value = tokens.new_token_value()
-    address = tokens.plus_address(PROGRAMME, value)
-    assert address == f"coffee+{value}@unmentoring.example"
-    assert tokens.token_from_plus_address(address.upper(), PROGRAMME) == value
-    assert tokens.token_from_plus_address(f"coffee+{value}@elsewhere.example", PROGRAMME) is None
-    assert tokens.token_from_plus_address(f"other+{value}@unmentoring.example", PROGRAMME) is None
-    assert tokens.token_from_plus_address("coffee+short@unmentoring.example", PROGRAMME) is None
-    assert tokens.token_from_plus_address(PROGRAMME, PROGRAMME) is None
-
-
 def test_prune_removes_expired_confirmations_only(store: Store) -> None:
     member = add_member(store)
     with store.transaction():

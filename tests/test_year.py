@@ -31,6 +31,7 @@ import networkx as nx
 import pytest
 from PIL import Image
 
+from mailkit.addresses import return_path_token
 from matcher.calendar import RoundDates, round_dates
 from matcher.clock import FakeClock
 from matcher.model import OutboxEntry
@@ -149,8 +150,9 @@ class Expected:
 
 @dataclass
 class GroupLog:
-    members: tuple[str, ...]  # addresses, as the intro's envelope
-    intro: Delivered
+    members: tuple[str, ...]  # addresses, as the intro's To (each got their own copy)
+    intro: Delivered  # one member's copy
+    copies: dict[str, Delivered] = field(default_factory=dict)  # address -> their own copy
     replies: dict[str, str] = field(default_factory=dict)  # address -> "met" | "missed"
     reason_of: dict[str, str] = field(default_factory=dict)  # address -> the reason written
     late: bool = False  # answered only after the reminder
@@ -257,7 +259,7 @@ class Year:
             self.expected[p.address].joined = True
 
     def pause(self, person: Person, text: str, until: date | None) -> None:
-        self.owe(person, self.people.write(person, text), "paused")
+        self.owe(person, self._answer_latest(person, text), "paused")
         state = self.expected[person.address]
         if until is None:
             state.paused = True
@@ -265,13 +267,29 @@ class Year:
             state.paused_until = until
 
     def resume(self, person: Person) -> None:
-        self.owe(person, self.people.write(person, "resume"), "resumed")
+        self.owe(person, self._answer_latest(person, "resume"), "resumed")
         state = self.expected[person.address]
         state.paused, state.paused_until = False, None
 
-    def set_frequency(self, person: Person, text: str, frequency: int) -> None:
-        self.owe(person, self.people.write(person, text), "frequency_changed")
+    def set_frequency(self, person: Person, text: str, frequency: int, *, fresh: bool = False) -> None:
+        """In reply to our latest email to them alone (proof of mailbox: done at once); ``fresh``:
+        a new message, which proves nothing, so the change waits for their reply to a confirmation."""
+        if fresh:
+            self.owe(person, self.people.write(person, text), "confirm_change")
+            self.tick()
+            question = self.postbox.latest(person.address, "confirm_change")
+            assert question is not None, f"{person.address} was not asked to confirm {text!r}"
+            self.owe(person, self.people.reply(person, question, "Yes"), "frequency_changed")
+        else:
+            self.owe(person, self._answer_latest(person, text), "frequency_changed")
         self.expected[person.address].frequency = frequency
+
+    def _answer_latest(self, person: Person, text: str) -> EmailMessage:
+        """``text`` in reply to our latest email to them alone (not an intro: replies go to the group)."""
+        kinds = ("welcome", "followup", "reminder", "paused", "resumed", "frequency_changed", "ghost")
+        latest = self.postbox.latest(person.address, *kinds)
+        assert latest is not None, f"{person.address} has no email of ours to answer"
+        return self.people.reply(person, latest, text)
 
     def leave_by_reply(self, person: Person) -> None:
         """ "leave" in reply to our latest email to them proves the mailbox: done at once."""
@@ -315,9 +333,17 @@ class Year:
         first = self.postbox.count
         self.tick(dates.starts_at)
         self.tick_again()
+        # Each member gets their own copy of the group's introduction, the whole group in To.
+        copies: dict[tuple[str, ...], list[Delivered]] = {}
         for intro in (d for d in self.postbox.since(first) if d.kind == "intro"):
-            log.groups.append(GroupLog(intro.envelope_to, intro))
-            for address in intro.envelope_to:
+            copies.setdefault(intro.to, []).append(intro)
+        for members, group_copies in copies.items():
+            envelopes = sorted(a for copy in group_copies for a in copy.envelope_to)
+            assert envelopes == sorted(members), f"intro copies went to {envelopes}, To {members}"
+            assert len({copy.message_id for copy in group_copies}) == len(group_copies)
+            own = {copy.envelope_to[0]: copy for copy in group_copies}
+            log.groups.append(GroupLog(members, group_copies[0], own))
+            for address in members:
                 if address in self.expected:
                     self.expected[address].last_round = index
         self.rounds.append(log)
@@ -502,7 +528,7 @@ def between_rounds(year: Year, index: int, waves: list[list[Person]]) -> None:
     elif index == 7:
         year.join(waves[3])
     elif index == 9:
-        year.set_frequency(year.person("Liam"), "monthly please", 1)
+        year.set_frequency(year.person("Liam"), "monthly please", 1, fresh=True)
     if year.people.pending:
         year.tick()
 
@@ -656,7 +682,7 @@ def check_leavers(year: Year) -> None:
 
 def check_follow_ups(year: Year) -> None:
     """One follow-up per member per round (reminders: only where nobody answered), each
-    threaded to the intro of that member's group."""
+    threaded to that member's own copy of their group's intro."""
     for log in year.rounds[:ROUNDS]:
         for kind, expected in (("followup", log.followup_expected), ("reminder", log.reminder_expected)):
             sent = [d for d in year.postbox.all() if d.kind == kind and d.round_id == log.round_id]
@@ -669,8 +695,9 @@ def check_follow_ups(year: Year) -> None:
                 (address,) = d.envelope_to
                 group = log.group_of(address)
                 assert group is not None, f"{kind} to {address}, who had no group in {log.round_id}"
-                assert d.in_reply_to == group.intro.message_id, f"{kind} to {address} not threaded"
-                assert group.intro.message_id in d.references
+                own = group.copies[address].message_id  # their own copy of the intro
+                assert d.in_reply_to == own, f"{kind} to {address} not threaded"
+                assert own in d.references
 
 
 def check_ghosts(year: Year) -> None:
@@ -720,7 +747,12 @@ def check_nothing_sent_twice(year: Year) -> None:
     identities: Counter[tuple[str, ...]] = Counter()
     for d in year.postbox.all():
         sender = d.message["From"].addresses[0].addr_spec
-        assert d.envelope_from == PROGRAMME and sender == PROGRAMME, (d.envelope_from, sender)
+        assert sender == PROGRAMME, sender
+        # VERP: one recipient, its own return path on the programme address; several: the address
+        if len(d.envelope_to) == 1:
+            assert return_path_token(d.envelope_from, PROGRAMME), d.envelope_from
+        else:
+            assert d.envelope_from == PROGRAMME, d.envelope_from
         if d.kind in ("intro", "followup", "reminder", "summary"):
             identity = (d.kind, d.round_id)
         elif d.kind == "ghost":

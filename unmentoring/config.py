@@ -144,6 +144,9 @@ class Limits:
     attempts_before_quarantine: int = 3
     token_days: int = 7
     max_message_bytes: int = 25_000_000
+    # Confirmation emails, all kinds, per hour for the whole programme: a flood of forged requests
+    # must not make us a mail cannon (each mailbox also gets at most one of each kind a day).
+    confirmations_per_hour: int = 200
 
 
 # -- [oauth2]: one sign-in for both servers (unmentoring auth login) --------------------------------

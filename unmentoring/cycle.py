@@ -95,8 +95,9 @@ class Cycle:
             started = rounds.start_round(self.store, dates, now, seed=seed)
             if INTROS in started.steps_done:
                 return []
-            notices = [self._intro(group, dates) for group in rounds.groups_of_round(self.store, started.id)]
-            introduced = len(notices)
+            groups = rounds.groups_of_round(self.store, started.id)
+            notices = [notice for group in groups for notice in self._intros(group, dates, now)]
+            introduced = len(groups)
             alone = rounds.members_of(self.store, started.unpaired)
             notices += [self._sat_out(member, started, now) for member in alone if member.address]
             self.queue(notices)
@@ -197,25 +198,39 @@ class Cycle:
 
     # -- building the emails
 
-    def _intro(self, group: Group, dates: RoundDates) -> Notice:
+    def _intros(self, group: Group, dates: RoundDates, now: datetime) -> list[Notice]:
+        """One introduction per member, each showing the whole group in To but sent to that member
+        alone, with their own Message-ID, return path and List-Unsubscribe token: a reply to a copy
+        proves only its own recipient's mailbox, so a partner cannot act for anyone else."""
         members = rounds.members_of(self.store, group.members)
         addresses = [m.address for m in members if m.address]
         host = next((m for m in members if m.id == group.host), members[0])
-        return Notice(
-            kind="intro",
-            to=addresses,
-            values={
-                "round_id": dates.round_id,
-                "members": [{"name": m.display_name, "org": m.org, "about": m.about} for m in members],
-                "host": host.display_name,
-                "meeting_week_start": dates.meeting_week_start,
-                "meeting_week_end": dates.meeting_week_end,
-                "followup_on": dates.followup_on,
-            },
-            key=f"intro:{group.key}",
-            round_id=group.round_id,
-            group_id=group.key,
-        )
+        values = {
+            "round_id": dates.round_id,
+            "members": [{"name": m.display_name, "org": m.org, "about": m.about} for m in members],
+            "host": host.display_name,
+            "meeting_week_start": dates.meeting_week_start,
+            "meeting_week_end": dates.meeting_week_end,
+            "followup_on": dates.followup_on,
+        }
+        notices = []
+        for member in members:
+            if not member.address:
+                continue
+            token = self.member_token(self.store, member, now)
+            notices.append(
+                Notice(
+                    kind="intro",
+                    to=[member.address],
+                    shown_to=addresses,
+                    values=values,
+                    key=f"intro:{group.key}:{member.id}",
+                    round_id=group.round_id,
+                    group_id=group.key,
+                    unsubscribe_token=token,
+                )
+            )
+        return notices
 
     def _sat_out(self, member: Member, started: Round, now: datetime) -> Notice:
         """A kind word to whoever nobody could be grouped with this round; it gives no reason, since

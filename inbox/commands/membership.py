@@ -13,7 +13,7 @@ Who may do what, given that a From header can be forged:
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from dataclasses import replace
 
 from inbox.commands import arguments
 from inbox.commands.declaration import EmailCommand, Phrasing, Proof
@@ -23,6 +23,7 @@ from inbox.commands.request import (
     Request,
     already_active_values,
     confirmation,
+    held_command,
     help_notice,
     not_member,
     notice,
@@ -34,8 +35,6 @@ from matcher.model import Member, MemberStatus, Token
 
 log = logging.getLogger(__name__)
 
-# A forged "join" flood must not turn us into a mail cannon aimed at someone else's mailbox.
-MAX_CONFIRMATIONS_PER_DAY = 3
 FORGET_NOT_EXPLICIT = (
     "your data has not been erased: to confirm, reply to our email with the words 'forget me'"
 )
@@ -50,27 +49,19 @@ def _join(request: Request) -> Applied:
         # Paused or disabled: "join" can only mean "I want to be in again".
         return resume_member(request, member, f"join while {member.status.value}: resumed")
     fields = dict(request.command.fields) if request.command else {}
-    if "name" not in fields and not (member and member.name) and request.parsed.sender_name:
+    if "name" not in fields and request.parsed.sender_name:
         fields["name"] = request.parsed.sender_name
+    # Anyone can write "join" in someone else's name: what the message says about the person is
+    # held by its own confirmation, and becomes the profile only if that one is confirmed. A second
+    # join never rewrites what the first would set, and the record holds no sender's text.
     resend = member is not None and member.status is MemberStatus.PENDING
-    if resend and _confirmations_today(request, member) >= MAX_CONFIRMATIONS_PER_DAY:
-        log.info("join: confirmation not re-sent, %d already sent today", MAX_CONFIRMATIONS_PER_DAY)
-        ops.start_joining(request.store, request.sender, fields, request.now)
-        return Applied(action="join while pending: confirmation limit reached, none sent")
-    member = ops.start_joining(request.store, request.sender, fields, request.now)
-    answer = confirmation(request, member, tokens.CONFIRM_JOIN, "confirm_join")
-    return Applied([answer], "join while pending: confirmation re-sent" if resend else "join: pending")
-
-
-def _confirmations_today(request: Request, member: Member | None) -> int:
-    if member is None:
-        return 0
-    since = request.now - timedelta(days=1)
-    return sum(
-        1
-        for t in request.store.find(Token, "member_id", member.id)
-        if t.purpose == tokens.CONFIRM_JOIN and t.created_at > since
+    member = ops.start_joining(request.store, request.sender, {}, request.now)
+    held = {"fields": ops.clean_profile(fields)}
+    # Until confirmed, the address is all we know: no name in To or in the greeting.
+    answer = confirmation(
+        request, member, tokens.CONFIRM_JOIN, "confirm_join", values={"name": ""}, held=held
     )
+    return Applied([answer], "join while pending: confirmation re-sent" if resend else "join: pending")
 
 
 def _confirm(request: Request) -> Applied:
@@ -118,10 +109,24 @@ def apply_confirmation(request: Request) -> Applied:
             return _confirm_join(request, token, member)
         if token.purpose == tokens.CONFIRM_LEAVE:
             return _leave_now(request, member, "leave confirmed: left")
+        if token.purpose == tokens.CONFIRM_CHANGE:
+            return _confirm_change(request, token, member)
         if not _says_forget(request):
             return Applied([help_notice(request, FORGET_NOT_EXPLICIT, member)], "forget me not confirmed")
         return _forget_now(request, member)
     return _explain_unusable(request, confirming)
+
+
+def _confirm_change(request: Request, token: Token, member: Member) -> Applied:
+    """Do what the confirmed message asked, as its address (the token proves that mailbox)."""
+    command = held_command(token)
+    declared = request.commands.get(command.name) if command is not None else None
+    if command is None or declared is None or not ops.is_member(member):
+        return _explain_unusable(request, [])
+    tokens.mark_used(request.store, token, request.now)
+    as_member = replace(request.parsed, sender=member.address)
+    applied = declared.handler(replace(request, parsed=as_member, command=command, tokens=[token]))
+    return replace(applied, action=f"confirmed: {applied.action}")
 
 
 def _says_forget(request: Request) -> bool:
@@ -153,7 +158,8 @@ def _explain_unusable(request: Request, confirming: list[Token]) -> Applied:
         reused = help_notice(request, "that confirmation code has already been used")
         return Applied([reused], "confirmation reused")
     if not token.is_valid(request.now):
-        asked = request.commands.confirming(token.purpose)
+        held = held_command(token)
+        asked = request.commands.get(held.name) if held else request.commands.confirming(token.purpose)
         again = request.commands.word(asked.name) if asked is not None else "help"
         reason = f"that confirmation code has expired; send '{again}' again for a new one"
         return Applied([help_notice(request, reason)], "confirmation expired: help sent")
@@ -170,6 +176,9 @@ def _confirm_join(request: Request, token: Token, member: Member) -> Applied:
             [reply(request, "already_active", member, already_active_values(request, member))],
             "join confirmed again: already active",
         )
+    profile = ops.clean_profile(token.command.get("fields") or {})
+    if profile:  # what the confirmed join said (not what any other join for this address said)
+        member = ops.update_profile(request.store, member, profile)
     member = ops.activate(request.store, member, request.now)
     tokens.member_token(request.store, member, request.now)
     values = {

@@ -1,12 +1,20 @@
-"""Commands a member uses to shape their taking part: pause, resume, frequency, profile, status."""
+"""Commands a member uses to shape their taking part: pause, resume, frequency, profile, status.
+
+A From header can be forged, so the commands that change anything act at once only with proof of
+the mailbox (a token we sent to it, or a reply to an email that went to that address alone); else
+the change is held and the address is asked to confirm it (inbox/commands/request.py).
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from inbox.commands import arguments
 from inbox.commands.arguments import parse_frequency, parse_pause
-from inbox.commands.declaration import EmailCommand, Phrasing
-from inbox.commands.request import Applied, Request, help_notice, not_member, reply
+from inbox.commands.declaration import Command, EmailCommand, Phrasing, Proof
+from inbox.commands.request import Applied, Request, confirm_change, help_notice, not_member, reply
 from matcher import members as ops
+from matcher import tokens
 from matcher.model import Member
 
 
@@ -18,6 +26,9 @@ def _pause(request: Request) -> Applied:
         until = parse_pause(request.argument, request.today)
     except ValueError as exc:
         return Applied([help_notice(request, str(exc), member)], "pause not understood: help sent")
+    if not request.may_act_at_once(member):
+        change = f"pause until {until.isoformat()}" if until else "pause until you send resume"
+        return confirm_change(request, member, change)
     member = ops.pause(request.store, member, until)
     return Applied(
         [reply(request, "paused", member, {"name": member.name, "until": until})],
@@ -33,6 +44,10 @@ def _resume(request: Request) -> Applied:
 
 
 def resume_member(request: Request, member: Member, action: str) -> Applied:
+    """Active again, at once with proof of mailbox, else once the address confirms (the held
+    command is then "resume", whatever the message said)."""
+    if not request.proves_mailbox(member):
+        return confirm_change(replace(request, command=Command(RESUME.name)), member, "resume taking part")
     member = ops.resume(request.store, member)
     values = {"name": member.name, "next_round_on": request.settings.next_round_on(request.now)}
     return Applied([reply(request, "resumed", member, values)], action)
@@ -46,6 +61,8 @@ def _frequency(request: Request) -> Applied:
         frequency = parse_frequency(request.argument)
     except ValueError as exc:
         return Applied([help_notice(request, str(exc), member)], "frequency not understood: help sent")
+    if not request.may_act_at_once(member):
+        return confirm_change(request, member, f"be matched {_every(frequency)}")
     member = ops.set_frequency(request.store, member, frequency)
     values = {"name": member.name, "frequency": member.frequency}
     return Applied([reply(request, "frequency_changed", member, values)], f"frequency {frequency}")
@@ -55,12 +72,20 @@ def _profile(request: Request) -> Applied:
     member = request.member()
     if member is None:
         return Applied([not_member(request, "profile")], "profile from a non-member")
-    try:
-        member = ops.update_profile(request.store, member, request.command.fields if request.command else {})
-    except ops.MemberError as exc:
-        return Applied([help_notice(request, str(exc), member)], "profile without fields: help sent")
+    fields = ops.clean_profile(request.command.fields if request.command else {})
+    if not fields:
+        reason = "a profile update needs at least one line 'name: ...', 'org: ...' or 'about: ...'"
+        return Applied([help_notice(request, reason, member)], "profile without fields: help sent")
+    if not request.may_act_at_once(member):
+        # What the new lines say is not repeated: the confirmation must not carry a sender's text.
+        return confirm_change(request, member, f"change the {', '.join(fields)} of your profile")
+    member = ops.update_profile(request.store, member, fields)
     values = {"name": member.name, "org": member.org, "about": member.about}
     return Applied([reply(request, "profile_updated", member, values)], "profile updated")
+
+
+def _every(frequency: int) -> str:
+    return "every month" if frequency == 1 else f"every {frequency} months"
 
 
 def _status(request: Request) -> Applied:
@@ -86,11 +111,15 @@ PAUSE = EmailCommand(
     "pause",
     Phrasing("pause", 'take a break; "pause 2 months", "pause until YYYY-MM-DD"'),
     _pause,
+    proof=Proof.OR_CONFIRM,
+    confirms=tokens.CONFIRM_CHANGE,
 )
 RESUME = EmailCommand(
     "resume",
     Phrasing("resume", "come back from a break", aliases=(r"un-?pause",)),
     _resume,
+    proof=Proof.OR_CONFIRM,
+    confirms=tokens.CONFIRM_CHANGE,
 )
 FREQUENCY = EmailCommand(
     "frequency",
@@ -98,6 +127,8 @@ FREQUENCY = EmailCommand(
     _frequency,
     argument=arguments.months_between,
     bare=arguments.bare_frequency,
+    proof=Proof.OR_CONFIRM,
+    confirms=tokens.CONFIRM_CHANGE,
 )
 PROFILE = EmailCommand(
     "profile",
@@ -112,6 +143,8 @@ PROFILE = EmailCommand(
     ),
     _profile,
     fields=True,
+    proof=Proof.OR_CONFIRM,
+    confirms=tokens.CONFIRM_CHANGE,
 )
 STATUS = EmailCommand(
     "status",

@@ -8,19 +8,20 @@ that cannot be applied gets a clear answer instead (help with a reason, not_memb
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from types import MappingProxyType
 from typing import Any
 
 from inbox.commands.declaration import Command, Proof, Registry
 from inbox.parse import ParsedMessage
-from inbox.questions import MAX_REFERENCES, question_answered
+from inbox.questions import MAX_REFERENCES, answered_emails, question_answered, sent_only_to
 from inbox.settings import InboxSettings
-from mailkit.addresses import canonical_address
 from mailkit.message_ids import is_usable_message_id, new_message_id
 from matcher import members as ops
 from matcher import tokens
-from matcher.model import Group, Member, Notice, OutboxEntry, Token
+from matcher.model import Group, Member, Notice, Token
 from matcher.store import Store
 
 
@@ -80,20 +81,41 @@ class Request:
 
     def proves_mailbox(self, member: Member) -> bool:
         """The message shows it came from someone who reads ``member``'s mail: it carries a token we
-        sent to that address, or it replies to one of our emails sent to that address."""
+        sent to that address, or it replies to an email of ours that went to that address alone (a
+        reply to mail several people received, such as a group's introduction, proves nobody's)."""
         for token in self.tokens:
             if token.address == member.address and token.member_id == member.id:
                 if token.purpose == tokens.MEMBER and not token.is_valid(self.now):
                     continue
                 return True
-        for mid in self.parsed.in_reply_to[:MAX_REFERENCES]:
-            entry = self.store.find_one(OutboxEntry, "message_id", mid)
-            if entry is not None and member.address in {canonical_address(r) for r in entry.recipients}:
-                return True
-        return False
+        return any(
+            sent_only_to(entry, member.address)
+            for entry in answered_emails(self.store, self.parsed.in_reply_to)
+        )
 
 
 # -- answers
+
+
+def confirm_change(request: Request, member: Member, change: str) -> Applied:
+    """The command, asked without proof of mailbox, is held until the member's address confirms
+    it (``change`` says what it does, in our words: never the sender's text)."""
+    command = request.command
+    assert command is not None
+    held = {"name": command.name, "argument": command.argument, "fields": dict(command.fields)}
+    answer = confirmation(
+        request, member, tokens.CONFIRM_CHANGE, "confirm_change", values={"change": change}, held=held
+    )
+    return Applied([answer], f"{command.name} without proof of mailbox: confirmation sent")
+
+
+def held_command(token: Token) -> Command | None:
+    """The command a confirm_change token holds, else None."""
+    name = token.command.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    fields = token.command.get("fields") or {}
+    return Command(name, str(token.command.get("argument") or ""), MappingProxyType(dict(fields)))
 
 
 def help_notice(
@@ -116,10 +138,19 @@ def already_active_values(request: Request, member: Member) -> dict[str, Any]:
     return {"name": member.name, "next_round_on": request.settings.next_round_on(request.now)}
 
 
-def confirmation(request: Request, member: Member, purpose: str, kind: str) -> Notice:
+def confirmation(
+    request: Request,
+    member: Member,
+    purpose: str,
+    kind: str,
+    *,
+    values: Mapping[str, Any] | None = None,
+    held: Mapping[str, Any] | None = None,
+) -> Notice:
     """A confirmation request: a fresh token, carried by an email whose Message-ID we choose (so a
     plain reply finds the token through In-Reply-To) and whose Reply-To is our plus-address with the
-    token (so a reply finds it even when the client drops the threading headers)."""
+    token (so a reply finds it even when the client drops the threading headers). ``held``: what
+    confirming does (the token keeps it); ``values``: more for the template."""
     message_id = new_message_id(request.settings.domain)
     token = tokens.issue_token(
         request.store,
@@ -128,10 +159,12 @@ def confirmation(request: Request, member: Member, purpose: str, kind: str) -> N
         now=request.now,
         days=request.settings.token_days,
         message_id=message_id,
+        command=held,
     )
     assert token.expires_at is not None
     values = {
         "name": member.name,
+        **(values or {}),
         "token": token.token,
         "expires_on": request.settings.today(token.expires_at),
     }
