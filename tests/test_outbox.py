@@ -16,8 +16,9 @@ import pytest
 
 from mailer.outbox import Outbox, OutboxError, body_file_name
 from mailer.render import Renderer, RenderError
-from mailer.settings import MailSettings, SmtpSettings
+from mailer.settings import MailSettings
 from mailer.smtp import SmtpSender
+from mailkit.servers import SmtpServer
 from matcher.clock import FakeClock
 from matcher.model import Notice, OutboxEntry
 from matcher.store import Store
@@ -57,7 +58,9 @@ class Rig:
 
 @pytest.fixture
 def rig(tmp_path: Path, smtp_sink: SmtpSink) -> Iterator[Rig]:
-    smtp = SmtpSettings(
+    smtp = SmtpServer(
+        per_minute=0,
+        per_day=0,
         host="127.0.0.1",
         port=smtp_sink.port,
         security="none",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -12,7 +11,7 @@ from typing import Any
 from inbox.processor import Processor
 from inbox.settings import inbox_settings_from_config
 from inbox.sources.base import Source
-from inbox.sources.imap import ImapSettings, ImapSource
+from inbox.sources.imap import ImapSource
 from inbox.sources.maildir import MaildirSource
 from mailer.outbox import Outbox
 from mailer.render import Renderer
@@ -25,7 +24,7 @@ from matcher.clock import Clock, SystemClock
 from matcher.store import Store
 from unmentoring.auth import server_credential
 from unmentoring.config import WEEKDAYS, Config, parse_cadence
-from unmentoring.cycle import Cycle, CycleSettings
+from unmentoring.cycle import Cycle
 
 
 def calendar_from_config(config: Config) -> Calendar:
@@ -75,7 +74,7 @@ class App:
             cycle = Cycle(
                 store,
                 calendar,
-                CycleSettings(ghost_rounds=config.limits.ghost_rounds),
+                config.limits,
                 queue=outbox.queue_many,
                 summarise=lambda s, round_id, now: build_summary(s, round_id, mail),
                 member_token=lambda s, member, now: tokens.member_token(s, member, now).token,
@@ -110,9 +109,8 @@ def inbound_source(config: Config, state: StoreMeta, clock: Clock | None = None)
     """Where mail comes in (the config decides): IMAP, else the Maildir our receiving server fills."""
     imap = config.inbound_imap
     if imap is not None:
-        shared = {f.name: getattr(imap, f.name) for f in dataclasses.fields(ImapSettings) if f.name != "auth"}
         credential = server_credential(config, imap, "IMAP", clock or SystemClock())
-        return ImapSource(ImapSettings(**shared, auth=imap.mechanism), state, credential=credential)
+        return ImapSource(imap, state, credential=credential)
     return MaildirSource(inbox_maildir(config))
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, datetime
 
 from matcher import rounds
 from matcher.calendar import Calendar, RoundDates, current_round, next_round, round_dates_for_id
+from matcher.limits import Limits
 from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, RoundState, RoundStep
 from matcher.store import Store
 
@@ -29,17 +29,12 @@ INTROS, FOLLOWUPS, REMINDERS, CLOSED, SUMMARY = RoundStep
 ASKABLE = frozenset({MemberStatus.ACTIVE, MemberStatus.PAUSED})
 
 
-@dataclass(frozen=True)
-class CycleSettings:
-    ghost_rounds: int = 3
-
-
 class Cycle:
     def __init__(
         self,
         store: Store,
         calendar: Calendar,
-        settings: CycleSettings,
+        limits: Limits,
         *,
         queue: QueueNotices,
         summarise: Summarise,
@@ -47,7 +42,7 @@ class Cycle:
     ) -> None:
         self.store = store
         self.calendar = calendar
-        self.settings = settings
+        self.limits = limits
         self.queue = queue
         self.summarise = summarise
         self.member_token = member_token
@@ -135,13 +130,13 @@ class Cycle:
             stored = self._round(round_id)
             if CLOSED in stored.steps_done:
                 return []
-            report = rounds.close_round(self.store, round_id, now, ghost_rounds=self.settings.ghost_rounds)
+            report = rounds.close_round(self.store, round_id, now, ghost_rounds=self.limits.ghost_rounds)
             self.queue(
                 [
                     Notice(
                         kind="ghost",
                         to=[ghost.address],
-                        values={"name": ghost.display_name, "rounds": self.settings.ghost_rounds},
+                        values={"name": ghost.display_name, "rounds": self.limits.ghost_rounds},
                         key=f"ghost:{round_id}:{ghost.id}",
                         round_id=round_id,
                         unsubscribe_token=self.member_token(self.store, ghost, now),

@@ -125,7 +125,7 @@ def confirmation(request: Request, member: Member, purpose: str, kind: str) -> N
         purpose=purpose,
         member=member,
         now=request.now,
-        days=request.settings.token_days,
+        days=request.settings.limits.token_days,
         message_id=message_id,
     )
     assert token.expires_at is not None
