@@ -260,7 +260,8 @@ class Outbox:
         return self.queue_many([notice])[0]
 
     def queue_many(self, notices: Iterable[Notice]) -> list[OutboxEntry]:
-        """Store the emails for ``notices`` with one store operation for the new ones, in order.
+        """Store the emails for ``notices`` with one store operation for the new ones, in order; call
+        inside the transaction of the change that caused them.
 
         A notice without a key gets a fresh one (its kind and a random id): only keyed notices are
         idempotent. A notice whose addresses cannot make a valid email is stored as failed (logged),
@@ -284,10 +285,9 @@ class Outbox:
                 built[key] = self._build(notice, key)
         if built:
             self.spool.mkdir(parents=True, exist_ok=True)
-            with self.store.transaction():
-                for key, (entry, body) in built.items():
-                    entries[key] = self._spool_body(entry, body)
-                self.store.put_many([entries[key] for key in built])
+            for key, (entry, body) in built.items():
+                entries[key] = self._spool_body(entry, body)
+            self.store.put_many([entries[key] for key in built])
         return [entries[key] for key in keys]
 
     def compose(self, notice: Notice) -> EmailMessage:
@@ -322,8 +322,7 @@ class Outbox:
                 + ": the message is no longer stored (already sent, or it could not be built)"
             )
         again = [replace(e, status=QUEUED, attempts=0, next_attempt_at=now) for e in chosen]
-        with self.store.transaction():
-            self.store.update_many(again)
+        self.store.update_many(again)
         return again
 
     def _build(self, notice: Notice, key: str) -> tuple[OutboxEntry, bytes]:

@@ -19,15 +19,12 @@ ROUNDS_SHOWN = 12
 @dataclass(frozen=True)
 class RoundRow:
     id: str
-    groups: int
-    people: int
-    met: int
-    missed: int
-    no_reply: int
+    results: rounds.Results
 
     @property
     def met_rate(self) -> str:
-        return f"{100 * self.met / self.groups:.0f}%" if self.groups else "-"
+        r = self.results
+        return f"{100 * r.met / r.groups:.0f}%" if r.groups else "-"
 
 
 def build_summary(store: Store, round_id: str, mail: MailSettings) -> Notice:
@@ -52,11 +49,11 @@ def build_summary(store: Store, round_id: str, mail: MailSettings) -> Notice:
         ("Joined this month", joins),
         ("Left this month", leaves),
         ("Awaiting confirmation", status[MemberStatus.PENDING]),
-        ("Groups formed", row.groups),
-        ("People paired", row.people),
-        ("Met", row.met),
-        ("Missed", row.missed),
-        ("No reply", row.no_reply),
+        ("Groups formed", row.results.groups),
+        ("People paired", row.results.people),
+        ("Met", row.results.met),
+        ("Missed", row.results.missed),
+        ("No reply", row.results.no_reply),
         ("Met rate", row.met_rate),
         ("Ghosts paused", len(report.ghosts)),
         ("Disabled by bounces", status[MemberStatus.DISABLED]),
@@ -88,8 +85,11 @@ def build_summary(store: Store, round_id: str, mail: MailSettings) -> Notice:
             "round_id": round_id,
             "figures": figures,
             "rounds": [
-                {"id": r.id, "groups": r.groups, "met": r.met, "missed": r.missed, "no_reply": r.no_reply}
-                for r in rows
+                {
+                    "id": row.id,
+                    **{k: getattr(row.results, k) for k in ("groups", "met", "missed", "no_reply")},
+                }
+                for row in rows
             ],
             "reasons": reasons,
             "ghosts": [m.display_name for m in report.ghosts],
@@ -177,16 +177,7 @@ def met_pair_counts(store: Store, round_ids: list[str]) -> Counter[tuple[str, st
 
 
 def _round_row(store: Store, round_id: str) -> RoundRow:
-    groups = rounds.groups_of_round(store, round_id)
-    results = Counter(g.result() or Result.NO_REPLY for g in groups)
-    return RoundRow(
-        id=round_id,
-        groups=len(groups),
-        people=sum(len(g.members) for g in groups),
-        met=results[Result.MET],
-        missed=results[Result.MISSED],
-        no_reply=results[Result.NO_REPLY],
-    )
+    return RoundRow(round_id, rounds.results_of(rounds.groups_of_round(store, round_id)))
 
 
 def _nodes(by_id: dict[str, Member], ids: set[str]) -> list[Node]:

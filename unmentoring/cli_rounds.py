@@ -78,7 +78,13 @@ def make_round_group(open_app: OpenApp) -> click.Group:
             if stored is None:
                 raise click.ClickException(f"no round {round_id}")
             click.echo(f"round {stored.id} ({stored.state}), started {stored.starts_on}, seed {stored.seed}")
-            for group in rounds.groups_of_round(app.store, stored.id):
+            groups = rounds.groups_of_round(app.store, stored.id)
+            counted = rounds.results_of(groups)
+            click.echo(
+                f"  {counted.groups} groups: {counted.met} met, {counted.missed} missed, "
+                f"{counted.no_reply} no reply or not yet"
+            )
+            for group in groups:
                 people = rounds.members_of(app.store, group.members)
                 result = group.result()
                 click.echo(f"  group {group.number}: {result.value if result else 'open'}")
