@@ -153,7 +153,6 @@ def add_sent(
                 envelope_from=PROGRAMME,
                 recipients=recipients,
                 message_id=message_id,
-                raw="",
                 status="sent",
                 round_id=group_id.split(":")[0] if group_id else "",
                 group_id=group_id,

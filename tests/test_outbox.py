@@ -422,9 +422,3 @@ def test_folding_inside_a_transaction_is_refused(rig: Rig) -> None:
     with pytest.raises(OutboxError, match="inside a store transaction"), rig.store.transaction():
         rig.outbox.fold_journal()
     assert rig.entry("a").status == "queued" and rig.entry("a").raw
-
-
-def test_an_entry_cannot_be_built_with_an_inline_message() -> None:
-    with pytest.raises(ValueError, match="spool file"):
-        OutboxEntry("k", "help", "a@d", ["b@d"], "id@d", raw="Subject: x\r\n\r\n")
-    assert OutboxEntry("k", "help", "a@d", ["b@d"], "id@d", raw="").raw == ""
