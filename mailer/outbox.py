@@ -297,16 +297,7 @@ class Outbox:
         return self._compose(notice, rendered, framing(self.store, self.settings, notice), self.clock.now())
 
     def _compose(self, notice: Notice, rendered: Rendered, frame: Framing, now: datetime) -> EmailMessage:
-        return compose(
-            notice,
-            rendered,
-            self.settings,
-            now=now,
-            message_id=frame.message_id,
-            thread=frame.thread,
-            reply_to=frame.reply_to,
-            images=frame.images,
-        )
+        return compose(notice, rendered, self.settings, now=now, **vars(frame))
 
     def requeue(self, entries: Iterable[OutboxEntry]) -> list[OutboxEntry]:
         """Queue failed (or deferred) entries again, due now, attempts counted afresh; call inside a
