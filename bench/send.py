@@ -29,13 +29,15 @@ import time
 from datetime import date
 from pathlib import Path
 
+from mailkit.servers import SmtpServer
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from mailer.outbox import Outbox  # noqa: E402
 from mailer.render import Renderer  # noqa: E402
-from mailer.settings import MailSettings, SmtpSettings, make_list_id  # noqa: E402
+from mailer.settings import MailSettings, make_list_id  # noqa: E402
 from mailer.smtp import SmtpSender  # noqa: E402
 from matcher.clock import SystemClock  # noqa: E402
 from matcher.model import Notice  # noqa: E402
@@ -100,7 +102,9 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-send-") as tmp:
             directory = Path(tmp)
-            smtp = SmtpSettings(host="127.0.0.1", port=sink.port, security="none", timeout=30.0)
+            smtp = SmtpServer(
+                per_minute=0, per_day=0, host="127.0.0.1", port=sink.port, security="none", timeout=30.0
+            )
             settings = MailSettings(
                 programme_name="UnMentoring",
                 programme_address="unmentoring@example.org",

@@ -28,15 +28,14 @@ from enum import StrEnum
 from functools import cache
 from types import MappingProxyType
 
+from inbox.words import alternatives, any_of
+
 # Bounds on what is read: an answer is in the first lines of a reply.
 MAX_LINES_READ = 8
 MAX_CHARS_READ = 2_000
 
 
-class Outcome(StrEnum):
-    MET = "met"
-    MISSED = "missed"
-    UNCLEAR = "unclear"
+Outcome = StrEnum("Outcome", ["MET", "MISSED", "UNCLEAR"])
 
 
 class Doubt(StrEnum):
@@ -299,9 +298,6 @@ _GROUPS = ("neutral", "hedge", "not_yet", "missed", "met")
 
 @cache
 def _patterns(words: AnswerWords) -> _Patterns:
-    def alternatives(fragments: tuple[str, ...]) -> str:
-        return "|".join(f"(?:{fragment})" for fragment in fragments)
-
     word_end = r"(?![\w'])"
     lead = rf"(?:(?:{alternatives(words.lead_in)})[\s,.!:;\-–—]+)*"
     answer_start = re.compile(
@@ -326,15 +322,12 @@ def _patterns(words: AnswerWords) -> _Patterns:
         "|".join(rf"(?<![\w'])(?P<{name}>{alternatives(groups[name])}){word_end}" for name in _GROUPS),
         re.IGNORECASE,
     )
-    greeting = re.compile(rf"^[\s,]*(?:{alternatives(words.lead_in[:1])})[\s,.!:]*$", re.IGNORECASE)
+    greeting = any_of(words.lead_in[:1], start=r"^[\s,]*", end=r"[\s,.!:]*$")
+    separators = rf"[\s{re.escape(_SEPARATORS)}]*"
     courtesy = re.compile(
-        rf"^[\s{re.escape(_SEPARATORS)}]*(?:(?:{alternatives(words.courtesy)})"
-        rf"[\s{re.escape(_SEPARATORS)}]*)*[\s!.😊🙂🙏]*$",
-        re.IGNORECASE,
+        rf"^{separators}(?:(?:{alternatives(words.courtesy)}){separators})*[\s!.😊🙂🙏]*$", re.IGNORECASE
     )
-    sign_off = re.compile(
-        rf"^\s*(?:{alternatives(words.sign_off)})(?:[\s,.!]+[\w'.-]+){{0,3}}[\s,.!]*$", re.IGNORECASE
-    )
+    sign_off = any_of(words.sign_off, start=r"^\s*", end=r"(?:[\s,.!]+[\w'.-]+){0,3}[\s,.!]*$")
     return _Patterns(answer_start, statements, greeting, courtesy, sign_off)
 
 

@@ -72,7 +72,7 @@ def count_permanent_bounces(
     return ops.score_permanent_bounces(
         store,
         addresses,
-        threshold=settings.bounce_threshold,
+        threshold=settings.limits.bounce_threshold,
         organisers=settings.organisers,
         today=settings.today(now),
     )

@@ -1,7 +1,7 @@
 """Deciding what kind of mail arrived: a bounce, an automatic reply, list mail, our own mail coming
 back, or a person's message (with or without a command).
 
-Only a person's message may ever be answered (DESIGN.md "Email grammar"); everything else is
+Only a person's message may ever be answered (README.md "Email commands"); everything else is
 recorded or dropped, so a doubt about a machine-sent message leans towards "do not reply".
 """
 

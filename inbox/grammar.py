@@ -1,6 +1,6 @@
 """Reading which command a person's message asks for, and its argument.
 
-See DESIGN.md "Email grammar". Commands lead one of the first non-empty lines of the reply text (or
+See README.md "Email commands". Commands lead one of the first non-empty lines of the reply text (or
 the subject); case and punctuation do not matter, and "I met the team yesterday" is not a command.
 The words, aliases and argument grammar of each command come from its declaration
 (inbox/commands/); this module knows only where in a message to look.

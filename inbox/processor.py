@@ -91,7 +91,7 @@ class Processor:
         now = self.clock.now()
         self._prune_daily(now)
         if reading is None:
-            reading = read_message(raw, self.settings.max_message_bytes)
+            reading = read_message(raw, self.settings.limits.max_message_bytes)
         parsed, key, too_large = reading.parsed, reading.key, reading.too_large
         seen = self.store.get(ProcessedMessage, key)
         if seen is not None and seen.status == MessageStatus.QUARANTINED:
@@ -100,7 +100,7 @@ class Processor:
             summary = f"duplicate of a {seen.status} message: {seen.summary}"
             return ProcessResult(MessageStatus.DUPLICATE, [], summary)
         if too_large:
-            limit = self.settings.max_message_bytes
+            limit = self.settings.limits.max_message_bytes
             log.warning("message of %d bytes ignored (limit %d)", len(raw), limit)
             kind, command = "too_large", None
             applied = Applied(action=f"{len(raw)} bytes, over the limit: not read", changed=False)
@@ -126,14 +126,14 @@ class Processor:
         """Count a failed attempt for this message (call in a transaction of its own). Returns
         True when it has now failed ``attempts_before_quarantine`` times: move it to quarantine."""
         now = self.clock.now()
-        too_large = len(raw) > self.settings.max_message_bytes
+        too_large = len(raw) > self.settings.limits.max_message_bytes
         try:
             key = message_key(raw, parse_message(header_block(raw) if too_large else raw))
         except Exception:  # the failure may be in parsing itself; a hash still names the message
             key = "sha256:" + hashlib.sha256(raw).hexdigest()
         seen = self.store.get(ProcessedMessage, key)
         attempts = (seen.attempts if seen is not None else 0) + 1
-        quarantine = attempts >= self.settings.attempts_before_quarantine
+        quarantine = attempts >= self.settings.limits.attempts_before_quarantine
         self.store.put(
             ProcessedMessage(
                 key=key,
@@ -175,7 +175,7 @@ class Processor:
             return notices
         today = self._counts_of(now.astimezone(UTC).date().isoformat())
         counts = today.counts
-        limit = self.settings.replies_per_sender_per_day
+        limit = self.settings.limits.replies_per_sender_per_day
         kept: list[Notice] = []
         for notice in notices:
             if not notice.auto_reply:
@@ -205,12 +205,12 @@ class Processor:
         kept: list[Notice] = []
         for notice in notices:
             if notice.token and not confirmation_limits.allow(
-                counts, notice, now, self.settings.confirmations_per_hour
+                counts, notice, now, self.settings.limits.confirmations_per_hour
             ):
                 log.warning(
                     "%s not sent: one a day per mailbox, %d an hour in all, already sent",
                     notice.kind,
-                    self.settings.confirmations_per_hour,
+                    self.settings.limits.confirmations_per_hour,
                 )
                 continue
             kept.append(notice)

@@ -142,7 +142,7 @@ class _Workers:
             return self._pool.submit(
                 self._reader,
                 [incoming.raw for incoming in chunk],
-                self._settings.max_message_bytes,
+                self._settings.limits.max_message_bytes,
                 self._settings.own_addresses,
             )
         except Exception as exc:  # BrokenProcessPool: a worker died

@@ -12,6 +12,8 @@ import re
 
 from mailparser_reply import EmailMessage as ReplyParserMessage
 
+from inbox.words import alternatives, any_of
+
 # The reply parser sees at most this many characters of a body.
 MAX_REPLY_CHARS = 100_000
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
@@ -20,40 +22,79 @@ _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 # ordinary line: Danish "Tak"/"Kh" or Swedish "/\w+" would cut a line such as "Taken ill".
 REPLY_LANGUAGES = ("en", "de", "fr", "es", "nl", "it")
 
-_WROTE_VERB = (
-    r"(?:wrote|a\s+écrit|schrieb|escribió|escribio|schreef|escreveu|ha\s+scritto|skrev|napsal"
-    r"|napisał)"
+_WROTE_VERB = alternatives(
+    (r"wrote", r"a\s+écrit", r"schrieb", r"escribió", r"escribio", r"schreef", r"escreveu", r"ha\s+scritto")
+    + (r"skrev", r"napsal", r"napisał")
 )
-_WROTE_WITH_LEAD = re.compile(
-    rf"^(?:on|le|am|el|op|em|il|den|dne|w\s+dniu)\s.{{0,400}}?\b{_WROTE_VERB}\b[^\n]{{0,200}}:$",
-    re.IGNORECASE,
+_WROTE_WITH_LEAD = any_of(
+    (r"on", r"le", r"am", r"el", r"op", r"em", r"il", r"den", r"dne", r"w\s+dniu"),
+    start="^",
+    end=rf"\s.{{0,400}}?\b(?:{_WROTE_VERB})\b[^\n]{{0,200}}:$",
 )
-_WROTE_GENERIC = re.compile(rf"^.{{1,300}}?\b{_WROTE_VERB}\b[^\n]{{0,200}}:$", re.IGNORECASE)
-_ORIGINAL_TITLES = (
-    "original message|ursprüngliche nachricht|message d['’]origine|mensaje original"
-    "|oorspronkelijk bericht|originele bericht|mensagem original|messaggio originale|forwarded message"
-    "|message transféré|weitergeleitete nachricht|mensaje reenviado|mensagem encaminhada"
+_WROTE_GENERIC = re.compile(rf"^.{{1,300}}?\b(?:{_WROTE_VERB})\b[^\n]{{0,200}}:$", re.IGNORECASE)
+_ORIGINAL_TITLES = alternatives(
+    (
+        r"original message",
+        r"ursprüngliche nachricht",
+        r"message d['’]origine",
+        r"mensaje original",
+        r"oorspronkelijk bericht",
+        r"originele bericht",
+        r"mensagem original",
+        r"messaggio originale",
+        r"forwarded message",
+        r"message transféré",
+        r"weitergeleitete nachricht",
+        r"mensaje reenviado",
+        r"mensagem encaminhada",
+    )
 )
-_ORIGINAL_MARKER = re.compile(
-    rf"^(?:-{{2,}}\s*(?:{_ORIGINAL_TITLES})\s*-{{2,}}|begin forwarded message:"
-    r"|début du message réexpédié\s*:|_{10,})$",
-    re.IGNORECASE,
+_ORIGINAL_MARKER = any_of(
+    (
+        rf"-{{2,}}\s*(?:{_ORIGINAL_TITLES})\s*-{{2,}}",
+        r"begin forwarded message:",
+        r"début du message réexpédié\s*:",
+    )
+    + (r"_{10,}",),
+    start="^",
+    end="$",
 )
-_FROM_KEY = re.compile(r"^[*\s]*(?:from|von|de|van|da|från|fra|od|expéditeur|oddi\s+wrth)[*\s]*:", re.I)
+_FIELD = (r"^[*\s]*", r"[*\s]*:")  # a header field's name, maybe in bold, then its colon
+_FROM_KEY = any_of(
+    (r"from", r"von", r"de", r"van", r"da", r"från", r"fra", r"od", r"expéditeur", r"oddi\s+wrth"),
+    start=_FIELD[0],
+    end=_FIELD[1],
+)
 # The other fields of an Outlook-style reply header, in the languages we read.
-_HEADER_WORDS = (
-    "sent|date|gesendet|datum|envoyé|enviado|fecha|verzonden|inviato|data|skickat|sendt|wysłano"
-    "|anfonwyd|to|an|à|a|para|aan|till|til|do|at|subject|betreff|objet|asunto|onderwerp|oggetto"
-    "|ämne|emne|temat|assunto|pwnc|cc"
+_HEADER_KEY = any_of(
+    (
+        "sent|date|gesendet|datum|envoyé|enviado|fecha|verzonden|inviato|data|skickat|sendt|wysłano",
+        "anfonwyd|to|an|à|a|para|aan|till|til|do|at|subject|betreff|objet|asunto|onderwerp|oggetto",
+        "ämne|emne|temat|assunto|pwnc|cc",
+    ),
+    start=_FIELD[0],
+    end=_FIELD[1],
 )
-_HEADER_KEY = re.compile(rf"^[*\s]*(?:{_HEADER_WORDS})[*\s]*:", re.IGNORECASE)
-_SIGNATURE_LINE = re.compile(
-    r"^(?:--|sent from my\b.*|sent from (?:outlook|mail for windows|yahoo mail)\b.*"
-    r"|sent with proton mail\b.*"
-    r"|get outlook for\b.*|envoyé de mon\b.*|envoyé depuis\b.*|von meinem\b.*gesendet.*"
-    r"|gesendet von\b.*|enviado desde mi\b.*|enviado do meu\b.*|enviado de meu\b.*"
-    r"|verzonden (?:vanaf|met) mijn\b.*|verstuurd vanaf mijn\b.*|inviato da\b.*)$",
-    re.IGNORECASE,
+_SIGNATURE_LINE = any_of(
+    (
+        r"--",
+        r"sent from my\b.*",
+        r"sent from (?:outlook|mail for windows|yahoo mail)\b.*",
+        r"sent with proton mail\b.*",
+        r"get outlook for\b.*",
+        r"envoyé de mon\b.*",
+        r"envoyé depuis\b.*",
+        r"von meinem\b.*gesendet.*",
+        r"gesendet von\b.*",
+        r"enviado desde mi\b.*",
+        r"enviado do meu\b.*",
+        r"enviado de meu\b.*",
+        r"verzonden (?:vanaf|met) mijn\b.*",
+        r"verstuurd vanaf mijn\b.*",
+        r"inviato da\b.*",
+    ),
+    start="^",
+    end="$",
 )
 _SEPARATOR_ONLY = re.compile(r"^[\s*_\-=~#•]*$")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None) | {

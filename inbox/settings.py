@@ -8,17 +8,14 @@ from datetime import date, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from matcher.limits import Limits
+
 
 @dataclass(frozen=True, kw_only=True)
 class InboxSettings:
     programme_address: str
     organisers: list[str]
-    replies_per_sender_per_day: int = 10
-    bounce_threshold: int = 3
-    attempts_before_quarantine: int = 3
-    token_days: int = 7
-    max_message_bytes: int = 25_000_000
-    confirmations_per_hour: int = 200  # the whole programme's; and one of each kind per mailbox a day
+    limits: Limits = field(default_factory=Limits)  # the [limits] section, as the configuration holds it
     next_round_on: Callable[[datetime], date]  # for welcome/status texts
     # The programme's zone: "pause 2 months" and "until 1 March" count from the local date.
     zone: tzinfo = field(default_factory=lambda: ZoneInfo("UTC"))
@@ -28,16 +25,8 @@ class InboxSettings:
     def __post_init__(self) -> None:
         if "@" not in self.programme_address:
             raise ValueError(f"programme_address must be an address, got {self.programme_address!r}")
-        for name in (
-            "replies_per_sender_per_day",
-            "bounce_threshold",
-            "attempts_before_quarantine",
-            "token_days",
-            "max_message_bytes",
-            "confirmations_per_hour",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for key, problem in self.limits.problems():
+            raise ValueError(f"limits.{key}: {problem}")
 
     @property
     def address(self) -> str:
@@ -60,16 +49,11 @@ class InboxSettings:
 def inbox_settings_from_config(config: Any, next_round_on: Callable[[datetime], date]) -> InboxSettings:
     """Build the inbox's settings from ``unmentoring.config.Config`` (duck-typed: the inbox may not
     import the front door). ``next_round_on`` comes from the programme calendar."""
-    programme, limits = config.programme, config.limits
+    programme = config.programme
     return InboxSettings(
         programme_address=programme.address,
         organisers=list(programme.organisers),
-        replies_per_sender_per_day=limits.replies_per_sender_per_day,
-        bounce_threshold=limits.bounce_threshold,
-        attempts_before_quarantine=limits.attempts_before_quarantine,
-        token_days=limits.token_days,
-        max_message_bytes=limits.max_message_bytes,
-        confirmations_per_hour=limits.confirmations_per_hour,
+        limits=config.limits,
         next_round_on=next_round_on,
         zone=ZoneInfo(programme.timezone),
         forward_unread=tuple(programme.forward_unread),

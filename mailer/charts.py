@@ -21,8 +21,9 @@ import math
 import random
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -306,11 +307,7 @@ def plan_round_network(nodes: Sequence[Node], edges: Sequence[Edge], *, seed: in
     colours, org_legend = _org_colours(people)
     counts = Counter(e.outcome for e in drawn)
     return NetworkPlan(
-        node_ids=tuple(p.id for p in people),
-        positions=tuple(positions[p.id] for p in people),
-        node_colours=tuple(colours[p.id] for p in people),
-        labels=tuple(_short(p.label, MAX_LABEL_CHARS) if show_labels else "" for p in people),
-        label_directions=tuple(directions[p.id] for p in people),
+        **_drawn_people(people, positions, colours, directions, show_labels),
         segments=tuple((positions[e.a], positions[e.b]) for e in drawn),
         edge_colours=tuple(OUTCOME_COLOURS[e.outcome] for e in drawn),
         edge_widths=tuple(line_width for _ in drawn),
@@ -381,11 +378,7 @@ def plan_met_network(
     once = sum(1 for n in times.values() if n == 1)
     repeat = len(times) - once
     return NetworkPlan(
-        node_ids=tuple(p.id for p in people),
-        positions=tuple(positions[p.id] for p in people),
-        node_colours=tuple(colours[p.id] for p in people),
-        labels=tuple(_short(p.label, MAX_LABEL_CHARS) if show_labels else "" for p in people),
-        label_directions=tuple(directions[p.id] for p in people),
+        **_drawn_people(people, positions, colours, directions, show_labels),
         segments=tuple((positions[a], positions[b]) for (a, b), _ in ordered),
         edge_colours=tuple(MET_EDGE_COLOUR for _ in ordered),
         edge_widths=tuple(base_width * min(3.0, 1.0 + 0.8 * (n - 1)) for _, n in ordered),
@@ -622,23 +615,40 @@ def _titles(figure: Figure, title: str, subtitle: str) -> None:
         figure.text(0.02, 0.925, _plain(subtitle), fontsize=10, color="#555555", va="top")
 
 
+def _empty_chart(figure: Figure, rect: tuple[float, float, float, float], message: str) -> bytes:
+    """A chart with nothing to draw: its message in the middle, in grey."""
+    axes = figure.add_axes(rect)
+    axes.set_axis_off()
+    axes.text(
+        0.5, 0.5, message, ha="center", va="center", fontsize=14, color="#777777", transform=axes.transAxes
+    )
+    return _to_png(figure)
+
+
+def _drawn_people(
+    people: Sequence[Node],
+    positions: Mapping[str, tuple[float, float]],
+    colours: Mapping[str, str],
+    directions: Mapping[str, tuple[float, float]],
+    show_labels: bool,
+) -> dict[str, tuple[Any, ...]]:
+    """The people fields of a ``NetworkPlan``, in ``people``'s order."""
+    return {
+        "node_ids": tuple(p.id for p in people),
+        "positions": tuple(positions[p.id] for p in people),
+        "node_colours": tuple(colours[p.id] for p in people),
+        "labels": tuple(_short(p.label, MAX_LABEL_CHARS) if show_labels else "" for p in people),
+        "label_directions": tuple(directions[p.id] for p in people),
+    }
+
+
 def _render_network(plan: NetworkPlan, title: str) -> bytes:
     figure = Figure(figsize=plan.figsize, dpi=DPI, facecolor="white")
     _titles(figure, title, "" if plan.empty_message else plan.subtitle)
+    if plan.empty_message:
+        return _empty_chart(figure, _AXES_RECT, plan.empty_message)
     axes = figure.add_axes(_AXES_RECT)
     axes.set_axis_off()
-    if plan.empty_message:
-        axes.text(
-            0.5,
-            0.5,
-            plan.empty_message,
-            ha="center",
-            va="center",
-            fontsize=14,
-            color="#777777",
-            transform=axes.transAxes,
-        )
-        return _to_png(figure)
 
     xlim, ylim = _fit_limits(plan.extent, _axes_inches(plan.figsize), plan.top_align)
     axes.set_xlim(*xlim)
@@ -700,16 +710,7 @@ def _render_network(plan: NetworkPlan, title: str) -> bytes:
     edge_handles = [
         Line2D([], [], color=e.colour, lw=e.line_width, label=_plain(e.label)) for e in plan.edge_legend
     ]
-    figure.legend(
-        handles=edge_handles,
-        loc="upper left",
-        bbox_to_anchor=(0.74, 0.88),
-        frameon=False,
-        fontsize=10,
-        title=_plain(plan.edge_legend_title),
-        title_fontsize=10,
-        alignment="left",
-    )
+    _side_legend(figure, edge_handles, top=0.88, title=_plain(plan.edge_legend_title), fontsize=10)
     org_handles = [
         Line2D(
             [],
@@ -724,36 +725,29 @@ def _render_network(plan: NetworkPlan, title: str) -> bytes:
         )
         for e in plan.org_legend
     ]
+    _side_legend(figure, org_handles, top=0.66, title="Organisations", fontsize=9)
+    return _to_png(figure)
+
+
+def _side_legend(figure: Figure, handles: list[Line2D], *, top: float, title: str, fontsize: int) -> None:
+    """A legend in the column right of the network, its top left corner at (0.74, ``top``)."""
     figure.legend(
-        handles=org_handles,
+        handles=handles,
         loc="upper left",
-        bbox_to_anchor=(0.74, 0.66),
+        bbox_to_anchor=(0.74, top),
         frameon=False,
-        fontsize=9,
-        title="Organisations",
+        fontsize=fontsize,
+        title=title,
         title_fontsize=10,
         alignment="left",
     )
-    return _to_png(figure)
 
 
 def _render_growth(plan: GrowthPlan, title: str) -> bytes:
     figure = Figure(figsize=(11.0, 6.5), dpi=DPI, facecolor="white")
     if not plan.x:
         _titles(figure, title, "")
-        axes = figure.add_axes((0.05, 0.05, 0.9, 0.8))
-        axes.set_axis_off()
-        axes.text(
-            0.5,
-            0.5,
-            "No members yet",
-            ha="center",
-            va="center",
-            fontsize=14,
-            color="#777777",
-            transform=axes.transAxes,
-        )
-        return _to_png(figure)
+        return _empty_chart(figure, (0.05, 0.05, 0.9, 0.8), "No members yet")
 
     _titles(figure, title, f"{plan.months[0]} to {plan.months[-1]}")
     top = figure.add_axes((0.08, 0.44, 0.88, 0.40))

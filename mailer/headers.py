@@ -44,7 +44,7 @@ class Framing:
 
 def framing(store: Store, settings: MailSettings, notice: Notice) -> Framing:
     """The Message-ID, thread, Reply-To and pictures of ``notice``'s email."""
-    pictures = notice.values.get("pictures")
+    pictures: Pictures | None = notice.values.get("pictures")
     return Framing(
         message_id=(notice.message_id or "").strip("<>") or new_message_id(settings.domain),
         thread=tuple(notice.thread) or _group_thread(store, notice),

@@ -264,7 +264,8 @@ class Outbox:
         return self.queue_many([notice])[0]
 
     def queue_many(self, notices: Iterable[Notice]) -> list[OutboxEntry]:
-        """Store the emails for ``notices`` with one store operation for the new ones, in order.
+        """Store the emails for ``notices`` with one store operation for the new ones, in order; call
+        inside the transaction of the change that caused them.
 
         A notice without a key gets a fresh one (its kind and a random id): only keyed notices are
         idempotent. A notice whose addresses cannot make a valid email is stored as failed (logged),
@@ -288,10 +289,9 @@ class Outbox:
                 built[key] = self._build(notice, key)
         if built:
             private_folder(self.spool)
-            with self.store.transaction():
-                for key, (entry, body) in built.items():
-                    entries[key] = self._spool_body(entry, body)
-                self.store.put_many([entries[key] for key in built])
+            for key, (entry, body) in built.items():
+                entries[key] = self._spool_body(entry, body)
+            self.store.put_many([entries[key] for key in built])
         return [entries[key] for key in keys]
 
     def compose(self, notice: Notice) -> EmailMessage:
@@ -301,7 +301,7 @@ class Outbox:
         return self._compose(notice, rendered, framing(self.store, self.settings, notice), self.clock.now())
 
     def _compose(self, notice: Notice, rendered: Rendered, frame: Framing, now: datetime) -> EmailMessage:
-        return compose(notice, rendered, self.settings, now=now, **_framing_arguments(frame))
+        return compose(notice, rendered, self.settings, now=now, **vars(frame))
 
     def requeue(self, entries: Iterable[OutboxEntry]) -> list[OutboxEntry]:
         """Queue failed (or deferred) entries again, due now, attempts counted afresh; call inside a
@@ -317,8 +317,7 @@ class Outbox:
                 + ": the message is no longer stored (already sent, or it could not be built)"
             )
         again = [replace(e, status=QUEUED, attempts=0, next_attempt_at=now) for e in chosen]
-        with self.store.transaction():
-            self.store.update_many(again)
+        self.store.update_many(again)
         return again
 
     def _build(self, notice: Notice, key: str) -> tuple[OutboxEntry, bytes]:

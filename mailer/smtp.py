@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mailer.settings import SmtpSettings
 from mailer.throttle import Throttle
 from mailkit.credentials import Credential, CredentialError, StaticPassword, login_with
+from mailkit.servers import SmtpServer
 from mailkit.tls import TlsSetupError, tls_context
 from matcher.clock import Clock
 
@@ -84,7 +84,7 @@ class SmtpSender:
 
     def __init__(
         self,
-        settings: SmtpSettings,
+        settings: SmtpServer,
         *,
         clock: Clock,
         sleep: Callable[[float], None] = time.sleep,
@@ -178,7 +178,7 @@ class SmtpSender:
 
     def _authenticate(self, conn: smtplib.SMTP) -> None:
         s = self.settings
-        if s.auth == "xoauth2":
+        if s.mechanism == "xoauth2":
 
             def xoauth2(token: str) -> object:
                 initial = xoauth2_string(s.username, token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from collections import Counter
 from dataclasses import dataclass
@@ -25,16 +26,12 @@ WROTE_WIDTH = 70
 @dataclass(frozen=True)
 class RoundRow:
     id: str
-    groups: int
-    people: int
-    met: int
-    missed: int
-    no_reply: int
-    disputed: int
+    results: rounds.Results
 
     @property
     def met_rate(self) -> str:
-        return f"{100 * self.met / self.groups:.0f}%" if self.groups else "-"
+        r = self.results
+        return f"{100 * r.met / r.groups:.0f}%" if r.groups else "-"
 
 
 def build_summary(store: Store, round_id: str, mail: MailSettings) -> Notice:
@@ -59,12 +56,12 @@ def build_summary(store: Store, round_id: str, mail: MailSettings) -> Notice:
         ("Joined this month", joins),
         ("Left this month", leaves),
         ("Awaiting confirmation", status[MemberStatus.PENDING]),
-        ("Groups formed", row.groups),
-        ("People paired", row.people),
-        ("Met", row.met),
-        ("Missed", row.missed),
-        ("No reply", row.no_reply),
-        ("Disputed", row.disputed),
+        ("Groups formed", row.results.groups),
+        ("People paired", row.results.people),
+        ("Met", row.results.met),
+        ("Missed", row.results.missed),
+        ("No reply", row.results.no_reply),
+        ("Disputed", row.results.disputed),
         ("Met rate", row.met_rate),
         ("Ghosts paused", len(report.ghosts)),
         ("Disabled by bounces", status[MemberStatus.DISABLED]),
@@ -100,14 +97,11 @@ def build_summary(store: Store, round_id: str, mail: MailSettings) -> Notice:
             "figures": figures,
             "rounds": [
                 {
-                    "id": r.id,
-                    "groups": r.groups,
-                    "met": r.met,
-                    "missed": r.missed,
-                    "no_reply": r.no_reply,
-                    "disputed": r.disputed,
+                    "id": row.id,
+                    "met_rate": row.met_rate,
+                    **dataclasses.asdict(row.results),
                 }
-                for r in rows
+                for row in rows
             ],
             "reasons": reasons,
             "disputed": [_dispute(group, by_id) for group in groups if group.result() is Result.DISPUTED],
@@ -198,17 +192,7 @@ def met_pair_counts(store: Store, round_ids: list[str]) -> Counter[tuple[str, st
 
 
 def _round_row(store: Store, round_id: str) -> RoundRow:
-    groups = rounds.groups_of_round(store, round_id)
-    results = rounds.count_results(groups)
-    return RoundRow(
-        id=round_id,
-        groups=len(groups),
-        people=sum(len(g.members) for g in groups),
-        met=results[Result.MET],
-        missed=results[Result.MISSED],
-        no_reply=results[Result.NO_REPLY],
-        disputed=results[Result.DISPUTED],
-    )
+    return RoundRow(round_id, rounds.results_of(rounds.groups_of_round(store, round_id)))
 
 
 def _dispute(group: Group, by_id: dict[str, Member]) -> str:

@@ -28,7 +28,7 @@ from matcher.model import (
     TokenPurpose,
     UnreadMessage,
 )
-from matcher.rounds import groups_of_member
+from matcher.rounds import groups_of_member, results_of
 from matcher.store import Store
 from matcher.tokens import delete_member_tokens, retire_member_tokens
 
@@ -254,8 +254,8 @@ def shown_name(member: Member | None) -> str:
 
 def history_counts(store: Store, member: Member) -> tuple[int, int]:
     """(groups so far, groups that met)."""
-    groups = store.find(Group, "member", member.id)
-    return len(groups), sum(1 for g in groups if g.met)
+    results = results_of(store.find(Group, "member", member.id))
+    return results.groups, results.met
 
 
 def member_data(store: Store, member: Member) -> dict[str, Any]:

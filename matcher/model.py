@@ -17,60 +17,21 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Self
 
-
-class MemberStatus(StrEnum):
-    PENDING = "pending"
-    ACTIVE = "active"
-    PAUSED = "paused"
-    LEFT = "left"
-    DISABLED = "disabled"
-
-
-class RoundState(StrEnum):
-    STARTED = "started"
-    CLOSED = "closed"
-
-
-class RoundStep(StrEnum):
-    """A round's steps, in order; each is done once and recorded in ``Round.steps_done``."""
-
-    INTROS = "intros"
-    FOLLOWUPS = "followups"
-    REMINDERS = "reminders"
-    CLOSED = "closed"
-    SUMMARY = "summary"
-
-
-class Result(StrEnum):
-    MET = "met"
-    MISSED = "missed"
-    NO_REPLY = "no_reply"
-    # A group's result only (never one member's answer): one member said met and another missed.
-    DISPUTED = "disputed"
-
-
-class MessageStatus(StrEnum):
-    """What became of an inbound message (DUPLICATE is reported, never stored)."""
-
-    APPLIED = "applied"
-    IGNORED = "ignored"
-    DUPLICATE = "duplicate"
-    FAILED = "failed"
-    QUARANTINED = "quarantined"
-
-
-class OutboxStatus(StrEnum):
-    QUEUED = "queued"
-    SENT = "sent"
-    FAILED = "failed"
-
-
-class TokenPurpose(StrEnum):
-    CONFIRM_JOIN = "confirm_join"
-    CONFIRM_LEAVE = "confirm_leave"
-    CONFIRM_FORGET = "confirm_forget"
-    CONFIRM_CHANGE = "confirm_change"  # a change to a membership or profile, held until confirmed
-    MEMBER = "member"  # the permanent List-Unsubscribe token
+# The statuses and steps: each value is its name in lower case (what the store and the logs hold).
+MemberStatus = StrEnum("MemberStatus", ["PENDING", "ACTIVE", "PAUSED", "LEFT", "DISABLED"])
+RoundState = StrEnum("RoundState", ["STARTED", "CLOSED"])
+# A round's steps, in order; each is done once and recorded in ``Round.steps_done``.
+RoundStep = StrEnum("RoundStep", ["INTROS", "FOLLOWUPS", "REMINDERS", "CLOSED", "SUMMARY"])
+# DISPUTED is a group's result only (never one member's answer): one member said met and another missed.
+Result = StrEnum("Result", ["MET", "MISSED", "NO_REPLY", "DISPUTED"])
+# What became of an inbound message (DUPLICATE is reported, never stored).
+MessageStatus = StrEnum("MessageStatus", ["APPLIED", "IGNORED", "DUPLICATE", "FAILED", "QUARANTINED"])
+OutboxStatus = StrEnum("OutboxStatus", ["QUEUED", "SENT", "FAILED"])
+# MEMBER: the permanent List-Unsubscribe token; the others confirm a request (CONFIRM_CHANGE: a change to a
+# membership or profile, held until confirmed).
+TokenPurpose = StrEnum(
+    "TokenPurpose", ["CONFIRM_JOIN", "CONFIRM_LEAVE", "CONFIRM_FORGET", "CONFIRM_CHANGE", "MEMBER"]
+)
 
 
 class Record:
@@ -256,7 +217,7 @@ class Token(Record):
         return self.used_at is None and (self.expires_at is None or now < self.expires_at)
 
 
-@dataclass(init=False)
+@dataclass
 class OutboxEntry(Record):
     key: str  # idempotency key, e.g. "intro:2026-12:7": opaque, compared whole, never taken apart
     kind: str  # template name
@@ -278,45 +239,8 @@ class OutboxEntry(Record):
     # bounce sent there names this entry, so its recipient. "" for mail with several recipients.
     return_token: str = ""
 
-    def __init__(
-        self,
-        key: str,
-        kind: str,
-        envelope_from: str,
-        recipients: list[str],
-        message_id: str,
-        body_file: str = "",
-        status: OutboxStatus = OutboxStatus.QUEUED,
-        attempts: int = 0,
-        last_error: str = "",
-        queued_at: datetime | None = None,
-        next_attempt_at: datetime | None = None,
-        sent_at: datetime | None = None,
-        round_id: str = "",
-        group_id: str = "",
-        return_token: str = "",
-        *,
-        raw: str = "",
-    ) -> None:
-        # ``raw=""`` is accepted from code written when the message was a field; a message itself can only
-        # be kept by the outbox, in a spool file.
-        if raw:
-            raise ValueError(f"outbox entry {key}: the message is kept in a spool file (body_file), not raw")
-        self.key = key
-        self.kind = kind
-        self.envelope_from = envelope_from
-        self.recipients = recipients
-        self.message_id = message_id
-        self.body_file = body_file
-        self.status = OutboxStatus(status)
-        self.attempts = attempts
-        self.last_error = last_error
-        self.queued_at = queued_at
-        self.next_attempt_at = next_attempt_at
-        self.sent_at = sent_at
-        self.round_id = round_id
-        self.group_id = group_id
-        self.return_token = return_token
+    def __post_init__(self) -> None:
+        self.status = OutboxStatus(self.status)
 
     @property
     def raw(self) -> str:

@@ -1,8 +1,9 @@
 """The round lifecycle as data: who is eligible, starting a round, outcomes, closing it.
 
-Store operations only: no mail, no clock (``now`` is passed in). Each operation that changes
-anything runs in one store transaction, and each is idempotent where a scheduler may repeat it
-(start, close, resume).
+Store operations only: no mail, no clock (``now`` is passed in), and no transactions: each operation
+that changes anything runs inside the caller's ``store.transaction()`` (whoever runs the unit of work
+opens it: a cycle step, a CLI command, an inbound batch; see ARCHITECTURE.md), and each is idempotent
+where a scheduler may repeat it (start, close, resume).
 """
 
 from __future__ import annotations
@@ -47,11 +48,36 @@ class UnknownRound(RoundError):
     pass
 
 
+@dataclass(frozen=True)
+class Results:
+    """Groups counted by their result (``Group.result``; a group nobody has answered for counts as
+    no reply): the one count that the close report, the summary and the CLI show."""
+
+    groups: int = 0
+    people: int = 0
+    met: int = 0
+    missed: int = 0
+    no_reply: int = 0
+    disputed: int = 0  # one member said met and another missed
+
+
+def results_of(groups: Sequence[Group]) -> Results:
+    counts = Counter(g.result() or Result.NO_REPLY for g in groups)
+    return Results(
+        groups=len(groups),
+        people=sum(len(g.members) for g in groups),
+        met=counts[Result.MET],
+        missed=counts[Result.MISSED],
+        no_reply=counts[Result.NO_REPLY],
+        disputed=counts[Result.DISPUTED],
+    )
+
+
 @dataclass
 class CloseReport:
     round_id: str
     ghosts: list[Member]
-    met: int  # groups by result (count_results)
+    met: int  # groups by result (results_of)
     missed: int
     no_reply: int
     disputed: int = 0
@@ -140,18 +166,17 @@ def resume_due_pauses(store: Store, today: date) -> list[Member]:
 
     Pauses without an end date (ghosts, "pause" alone) are left alone: they end with "resume".
     """
-    with store.transaction():
-        resumed = []
-        for member in store.all(Member):
-            if (
-                member.status is MemberStatus.PAUSED
-                and member.pause_until is not None
-                and member.pause_until <= today
-            ):
-                member.status = MemberStatus.ACTIVE
-                member.pause_until = None
-                resumed.append(member)
-        store.update_many(resumed)
+    resumed = []
+    for member in store.all(Member):
+        if (
+            member.status is MemberStatus.PAUSED
+            and member.pause_until is not None
+            and member.pause_until <= today
+        ):
+            member.status = MemberStatus.ACTIVE
+            member.pause_until = None
+            resumed.append(member)
+    store.update_many(resumed)
     return resumed
 
 
@@ -159,7 +184,7 @@ def resume_due_pauses(store: Store, today: date) -> list[Member]:
 
 
 def start_round(store: Store, dates: RoundDates, now: datetime, *, seed: int | None = None) -> Round:
-    """Pair the eligible members and record the round and its groups, all in one transaction.
+    """Pair the eligible members and record the round and its groups.
 
     Idempotent: if the round is already recorded, it is returned unchanged (whatever ``seed`` says).
     The seed is stored so that the pairing can be reproduced. Members' wishes are honoured
@@ -170,38 +195,37 @@ def start_round(store: Store, dates: RoundDates, now: datetime, *, seed: int | N
     Members whose dated pause has ended are paired, but their status is left to
     ``resume_due_pauses`` (which the scheduler runs so that they are told they are back).
     """
-    with store.transaction():
-        existing = store.get(Round, dates.round_id)
-        if existing is not None:
-            return existing
-        from matcher.pairing import Person, make_pairing
+    existing = store.get(Round, dates.round_id)
+    if existing is not None:
+        return existing
+    from matcher.pairing import Person, make_pairing
 
-        if seed is None:
-            seed = round_seed(dates.round_id)
-        # No group of this round exists yet, so the history before it also decides eligibility.
-        history = _history(store, before=dates.ordinal)
-        members = _eligible(store, dates.starts_on, history)
-        wishes = preferences.for_round(store, members)
-        people = [Person(id=m.id, org=normalise_org(m.org)) for m in members]
-        pairing = make_pairing(people, history, seed, never=wishes.never, again=wishes.again)
-        round_ = Round(
-            id=dates.round_id,
-            ordinal=dates.ordinal,
-            starts_on=dates.starts_on,
-            meeting_week_start=dates.meeting_week_start,
-            meeting_week_end=dates.meeting_week_end,
-            followup_on=dates.followup_on,
-            seed=seed,
-            created_at=now,
-            unpaired=list(pairing.unpaired),
-        )
-        groups = [
-            Group(round_id=dates.round_id, number=n, members=list(g.members), host=g.host)
-            for n, g in enumerate(pairing.groups, start=1)
-        ]
-        store.put(round_)
-        store.put_many(groups)
-        preferences.used_up(store, wishes, (g.members for g in groups))
+    if seed is None:
+        seed = round_seed(dates.round_id)
+    # No group of this round exists yet, so the history before it also decides eligibility.
+    history = _history(store, before=dates.ordinal)
+    members = _eligible(store, dates.starts_on, history)
+    wishes = preferences.for_round(store, members)
+    people = [Person(id=m.id, org=normalise_org(m.org)) for m in members]
+    pairing = make_pairing(people, history, seed, never=wishes.never, again=wishes.again)
+    round_ = Round(
+        id=dates.round_id,
+        ordinal=dates.ordinal,
+        starts_on=dates.starts_on,
+        meeting_week_start=dates.meeting_week_start,
+        meeting_week_end=dates.meeting_week_end,
+        followup_on=dates.followup_on,
+        seed=seed,
+        created_at=now,
+        unpaired=list(pairing.unpaired),
+    )
+    groups = [
+        Group(round_id=dates.round_id, number=n, members=list(g.members), host=g.host)
+        for n, g in enumerate(pairing.groups, start=1)
+    ]
+    store.put(round_)
+    store.put_many(groups)
+    preferences.used_up(store, wishes, (g.members for g in groups))
     return round_
 
 
@@ -312,7 +336,7 @@ def record_outcome(
     """
     if result not in (Result.MET, Result.MISSED):
         raise RoundError(f"an answer is 'met' or 'missed', not {str(result)!r}")
-    # Checked before the transaction: a refused request then costs no rollback (a full reload).
+    # Checked before any change: a refused request leaves the caller's transaction clean.
     group = store.get(Group, group_key)
     if group is None:
         raise UnknownGroup(f"no group {group_key!r}")
@@ -322,8 +346,7 @@ def record_outcome(
     if round_ is not None and round_.state is RoundState.CLOSED:
         raise RoundClosed(f"round {group.round_id} is closed; answers are no longer recorded")
     group.outcomes[member_id] = Outcome(result=result, reason=clean_reason(reason), at=now)
-    with store.transaction():
-        store.put(group)
+    store.put(group)
     return group
 
 
@@ -352,56 +375,55 @@ def close_round(store: Store, round_id: str, now: datetime, *, ghost_rounds: int
         raise UnknownRound(f"no round {round_id!r}")
     if round_.state is RoundState.CLOSED:
         return close_report(store, round_id)
-    with store.transaction():
-        groups = groups_of_round(store, round_id)
-        answered: dict[str, bool] = {}
-        for group in groups:
-            someone_met = any(o.result is Result.MET for o in group.outcomes.values())
-            for member_id in group.members:
-                own = group.outcomes.get(member_id)
-                said = own is not None and own.result in (Result.MET, Result.MISSED)
-                answered[member_id] = answered.get(member_id, False) or said or someone_met
-                if own is None:
-                    group.outcomes[member_id] = Outcome(result=Result.NO_REPLY, at=now)
-        counts = count_results(groups)
-        store.update_many(groups)
+    groups = groups_of_round(store, round_id)
+    answered: dict[str, bool] = {}
+    for group in groups:
+        someone_met = any(o.result is Result.MET for o in group.outcomes.values())
+        for member_id in group.members:
+            own = group.outcomes.get(member_id)
+            said = own is not None and own.result in (Result.MET, Result.MISSED)
+            answered[member_id] = answered.get(member_id, False) or said or someone_met
+            if own is None:
+                group.outcomes[member_id] = Outcome(result=Result.NO_REPLY, at=now)
+    store.update_many(groups)
+    results = results_of(groups)
 
-        changed: list[Member] = []
-        ghosts: list[Member] = []
-        today = now.date()
-        for member_id, did_answer in answered.items():
-            member = store.get(Member, member_id)
-            if member is None:
-                continue
-            member.silent_rounds = 0 if did_answer else member.silent_rounds + 1
-            if member.silent_rounds >= ghost_rounds and is_active_on(member, today):
-                member.status = MemberStatus.PAUSED
-                member.pause_until = None
-                ghosts.append(member)
-            changed.append(member)
-        store.update_many(changed)
+    changed: list[Member] = []
+    ghosts: list[Member] = []
+    today = now.date()
+    for member_id, did_answer in answered.items():
+        member = store.get(Member, member_id)
+        if member is None:
+            continue
+        member.silent_rounds = 0 if did_answer else member.silent_rounds + 1
+        if member.silent_rounds >= ghost_rounds and is_active_on(member, today):
+            member.status = MemberStatus.PAUSED
+            member.pause_until = None
+            ghosts.append(member)
+        changed.append(member)
+    store.update_many(changed)
 
-        round_.state = RoundState.CLOSED
-        round_.closed_at = now
-        store.put(round_)
-        report = CloseReport(
-            round_id=round_id,
-            ghosts=ghosts,
-            met=counts[Result.MET],
-            missed=counts[Result.MISSED],
-            no_reply=counts[Result.NO_REPLY],
-            disputed=counts[Result.DISPUTED],
-        )
-        store.set_meta(
-            _CLOSE_REPORT_META + round_id,
-            {
-                "ghosts": [m.id for m in ghosts],
-                "met": report.met,
-                "missed": report.missed,
-                "no_reply": report.no_reply,
-                "disputed": report.disputed,
-            },
-        )
+    round_.state = RoundState.CLOSED
+    round_.closed_at = now
+    store.put(round_)
+    report = CloseReport(
+        round_id=round_id,
+        ghosts=ghosts,
+        met=results.met,
+        missed=results.missed,
+        no_reply=results.no_reply,
+        disputed=results.disputed,
+    )
+    store.set_meta(
+        _CLOSE_REPORT_META + round_id,
+        {
+            "ghosts": [m.id for m in ghosts],
+            "met": report.met,
+            "missed": report.missed,
+            "no_reply": report.no_reply,
+            "disputed": report.disputed,
+        },
+    )
     return report
 
 
@@ -421,18 +443,8 @@ def close_report(store: Store, round_id: str) -> CloseReport:
         return CloseReport(
             round_id, ghosts, data["met"], data["missed"], data["no_reply"], data.get("disputed", 0)
         )
-    counts = count_results(groups_of_round(store, round_id))
-    met, missed, no_reply = counts[Result.MET], counts[Result.MISSED], counts[Result.NO_REPLY]
-    return CloseReport(round_id, [], met, missed, no_reply, counts[Result.DISPUTED])
-
-
-def count_results(groups: Iterable[Group]) -> Counter[Result]:
-    """Groups by result (``Group.result``; a group nobody has answered for counts as no reply):
-    the one count behind the close report, `round show` and the summary's figures and table."""
-    counts: Counter[Result] = Counter({result: 0 for result in Result})
-    for group in groups:
-        counts[group.result() or Result.NO_REPLY] += 1
-    return counts
+    results = results_of(groups_of_round(store, round_id))
+    return CloseReport(round_id, [], results.met, results.missed, results.no_reply, results.disputed)
 
 
 # -- helpers

@@ -123,14 +123,8 @@ class Segment:
         text = self.source.read(self.offset, self.length)
         if zlib.crc32(text) != self.crc:
             raise StoreCorrupt(f"{self.source.path}: table {name!r} changed on disk since it was opened")
-        try:
-            with gc_paused():
-                table = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StoreCorrupt(f"{self.source.path}: table {name!r} is not readable ({exc})") from None
-        if not isinstance(table, dict):
-            raise StoreCorrupt(f"{self.source.path}: table {name!r} is not an object")
-        return table
+        where = f"{self.source.path}: table {name!r}"
+        return json_object(text, f"{where} is not readable", f"{where} is not an object")
 
 
 class Tables(MutableMapping[str, Any]):
@@ -301,15 +295,22 @@ def layout(tables: Mapping[str, Segment | bytes]) -> tuple[list[Piece], dict[str
 
 
 def decode_document(data: bytes, path: Path) -> dict[str, Any]:
-    try:
-        with gc_paused():
-            document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreCorrupt(f"{path}: not a readable database ({exc})") from None
-    if not isinstance(document, dict):
-        raise StoreCorrupt(f"{path}: not a readable database (top level is not an object)")
+    unreadable = f"{path}: not a readable database"
+    document = json_object(data, unreadable, f"{unreadable} (top level is not an object)")
     document.pop(CHECKSUMS_KEY, None)
     return document
+
+
+def json_object(data: bytes, unreadable: str, not_an_object: str) -> dict[str, Any]:
+    """The JSON object in ``data``; StoreCorrupt saying ``unreadable`` (and why) or ``not_an_object``."""
+    try:
+        with gc_paused():
+            value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreCorrupt(f"{unreadable} ({exc})") from None
+    if not isinstance(value, dict):
+        raise StoreCorrupt(not_an_object)
+    return value
 
 
 # -- TinyDB extension points

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import operator
 import os
 import shutil
 import time
@@ -86,8 +87,13 @@ class TableSpec:
     name: str
     record: type[Record]
     primary: Callable[[Mapping[str, Any]], str]
-    # secondary index name -> value(s) of a stored document; unique=False indexes may hold many documents
-    secondary: Mapping[str, Callable[[Mapping[str, Any]], Any]]
+    # secondary index name -> value(s) of a stored document (a function of it, or the name of its field);
+    # an index may hold many documents per value
+    secondary: Mapping[str, Callable[[Mapping[str, Any]], Any] | str]
+
+
+def _by_field(*names: str) -> dict[str, str]:
+    return {name: name for name in names}
 
 
 def _body_name(doc: Mapping[str, Any]) -> str | None:
@@ -101,30 +107,17 @@ TABLES: tuple[TableSpec, ...] = (
         "groups",
         Group,
         lambda d: f"{d['round_id']}:{d['number']}",
-        {
-            "round_id": lambda d: d["round_id"],
-            "member": lambda d: tuple(d["members"]),
-        },
+        {**_by_field("round_id"), "member": lambda d: tuple(d["members"])},
     ),
-    TableSpec("processed", ProcessedMessage, lambda d: d["key"], {"status": lambda d: d["status"]}),
-    TableSpec(
-        "tokens",
-        Token,
-        lambda d: d["token"],
-        {
-            "member_id": lambda d: d["member_id"],
-            "address": lambda d: d["address"],
-            "message_id": lambda d: d.get("message_id"),
-        },
-    ),
+    TableSpec("processed", ProcessedMessage, lambda d: d["key"], _by_field("status")),
+    TableSpec("tokens", Token, lambda d: d["token"], _by_field("member_id", "address", "message_id")),
     TableSpec(
         "outbox",
         OutboxEntry,
         lambda d: d["key"],
         # body_name: the file name of a spooled message, so the outbox finds files nothing refers to
         {
-            "status": lambda d: d["status"],
-            "message_id": lambda d: d["message_id"],
+            **_by_field("status", "message_id"),
             "group_id": lambda d: d.get("group_id") or None,
             "body_name": _body_name,
             "return_token": lambda d: d.get("return_token") or None,
@@ -143,8 +136,8 @@ SPEC_BY_RECORD: Mapping[type[Record], TableSpec] = {t.record: t for t in TABLES}
 class Index:
     """value -> document ids, for one field (or a tuple of values) of one table."""
 
-    def __init__(self, value_of: Callable[[Mapping[str, Any]], Any]) -> None:
-        self.value_of = value_of
+    def __init__(self, value_of: Callable[[Mapping[str, Any]], Any] | str) -> None:
+        self.value_of = value_of if callable(value_of) else operator.methodcaller("get", value_of)
         self.ids: dict[Any, set[int]] = {}
 
     def _values(self, doc: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -486,13 +479,17 @@ class Store:
             table.update(_replace_with(doc), doc_ids=[doc_id])
         indexes.add(doc_id, doc)
 
+    def _batch(self, records: list[R]) -> tuple[TableSpec, TableIndexes]:
+        """The table of a batch of records of one type, and its indexes; only inside a transaction."""
+        self._require_transaction()
+        spec = SPEC_BY_RECORD[type(records[0])]
+        return spec, self._index(spec)
+
     def put_many(self, records: list[R]) -> None:
         """Insert many new records of one type in one table operation (primary keys must be new)."""
         if not records:
             return
-        self._require_transaction()
-        spec = SPEC_BY_RECORD[type(records[0])]
-        indexes = self._index(spec)
+        spec, indexes = self._batch(records)
         docs = [r.to_dict() for r in records]
         known = [spec.primary(d) for d in docs if spec.primary(d) in indexes.primary]
         if known:
@@ -504,9 +501,7 @@ class Store:
         """Replace many stored records of one type in one table operation."""
         if not records:
             return
-        self._require_transaction()
-        spec = SPEC_BY_RECORD[type(records[0])]
-        indexes = self._index(spec)
+        spec, indexes = self._batch(records)
         new_docs = {spec.primary(d): d for d in (r.to_dict() for r in records)}
         doc_ids = []
         for key, doc in new_docs.items():

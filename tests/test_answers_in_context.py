@@ -167,7 +167,8 @@ def test_an_answer_for_a_closed_round_is_refused_with_the_reason(box: Harness) -
     ann, bob = member(box, "ann@example.org"), member(box, "bob@example.org")
     group = add_round(box, [ann, bob])
     followup = followup_to(box, ann, group)
-    close_round(box.store, ROUND, START)
+    with box.store.transaction():
+        close_round(box.store, ROUND, START)
     answer = only(box.say("ann@example.org", "yes", in_reply_to=followup), "help")
     assert "closed" in answer.values["reason"]
 
@@ -187,7 +188,8 @@ def test_a_met_and_a_missed_make_the_group_disputed_and_both_stand(box: Harness)
         Result.MISSED,
         "she never replied",
     )
-    report = close_round(box.store, ROUND, START)
+    with box.store.transaction():
+        report = close_round(box.store, ROUND, START)
     assert (report.met, report.missed, report.disputed, report.no_reply) == (0, 0, 1, 0)
     assert box.member("ann@example.org").silent_rounds == 0 == box.member("bob@example.org").silent_rounds
 

@@ -6,6 +6,7 @@ recipient, values) and on the store.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from inbox.settings import InboxSettings
 from mailkit.addresses import canonical_address, plus_address, return_path
 from matcher import tokens
 from matcher.clock import FakeClock
+from matcher.limits import Limits
 from matcher.members import FORMER_MEMBER, find_member
 from matcher.model import (
     Group,
@@ -122,11 +124,14 @@ def only(result: ProcessResult, kind: str) -> Notice:
 def make_harness(tmp_path: Path, **settings: object) -> Harness:
     store = Store.open(tmp_path / "db.json")
     clock = FakeClock(START)
+    limit_names = {f.name for f in dataclasses.fields(Limits)}
+    limits = Limits(**{k: v for k, v in settings.items() if k in limit_names})  # type: ignore[arg-type]
     inbox_settings = InboxSettings(
         programme_address=PROGRAMME,
         organisers=list(ORGANISERS),
         next_round_on=lambda now: NEXT_ROUND,
-        **settings,  # type: ignore[arg-type]
+        limits=limits,
+        **{k: v for k, v in settings.items() if k not in limit_names},  # type: ignore[arg-type]
     )
     return Harness(store, clock, inbox_settings, Processor(store, clock, inbox_settings))
 
@@ -170,7 +175,6 @@ def add_sent(
                 envelope_from=PROGRAMME,
                 recipients=recipients,
                 message_id=message_id,
-                raw="",
                 status="sent",
                 round_id=group_id.split(":")[0] if group_id else "",
                 group_id=group_id,
@@ -323,7 +327,7 @@ def test_join_while_pending_sends_one_confirmation_a_day_and_never_rewrites_the_
 
 def test_unconfirmed_sign_ups_are_purged_after_token_days(box: Harness) -> None:
     asked = only(box.say("ann@example.org", "join\nname: Ann"), "confirm_join")
-    box.clock.advance(timedelta(days=box.settings.token_days, seconds=1))
+    box.clock.advance(timedelta(days=box.settings.limits.token_days, seconds=1))
     box.say("someone@example.org", "status")  # the day's housekeeping runs with the next message
     assert find_member(box.store, "ann@example.org") is None
     assert box.store.get(Token, asked.values["token"]).command == {}  # the profile it held is gone

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from imapclient import IMAPClient
 
-from inbox.sources.imap import ImapError, ImapSettings, ImapSource, backoff_delay
+from inbox.sources.imap import ImapError, ImapSource, backoff_delay
+from mailkit.servers import ImapServer, ServerSettingError
 from tests.servers import Dovecot, ImapAccount, SilentServer
 
 
@@ -25,7 +26,7 @@ def message(n: int) -> bytes:
     return msg.as_bytes(policy=SMTP_POLICY)
 
 
-def settings_for(account: ImapAccount, **overrides: Any) -> ImapSettings:
+def settings_for(account: ImapAccount, **overrides: Any) -> ImapServer:
     values: dict[str, Any] = {
         "host": account.host,
         "port": account.imaps_port,
@@ -36,7 +37,7 @@ def settings_for(account: ImapAccount, **overrides: Any) -> ImapSettings:
         "timeout": 10.0,
     }
     values.update(overrides)
-    return ImapSettings(**values)
+    return ImapServer(**values)
 
 
 class Sleeps:
@@ -277,14 +278,16 @@ def test_plain_connection_only_to_localhost(imap_account: ImapAccount) -> None:
     source, _ = open_source(imap_account, security="none", port=imap_account.imap_port)
     with source:
         assert [item.raw for item in source.fetch_new()] == [message(1)]
-    with pytest.raises(ValueError, match="only allowed for 127.0.0.1/localhost"):
-        ImapSettings(host="imap.example.org", security="none", username="u", password="p")
+    with pytest.raises(
+        ServerSettingError, match="imap.security: 'none' .* only for a server on this machine"
+    ):
+        ImapServer(host="imap.example.org", security="none", username="u", password="p")
 
 
 def test_xoauth2_login(imap_account: ImapAccount) -> None:
     # The test Dovecot checks an XOAUTH2 token like a password.
     imap_account.deliver(message(1))
-    source, _ = open_source(imap_account, auth="xoauth2")
+    source, _ = open_source(imap_account, auth="oauth2")
     with source:
         assert [item.raw for item in source.fetch_new()] == [message(1)]
 
@@ -359,7 +362,7 @@ def test_gives_up_after_max_attempts_naming_the_server(dovecot: Dovecot, imap_ac
 @pytest.mark.parametrize("security", ["none", "ssl"])
 def test_silent_server_times_out(security: str) -> None:
     with SilentServer() as silent:
-        settings = ImapSettings(
+        settings = ImapServer(
             host="127.0.0.1",
             port=silent.port,
             security=security,

@@ -17,10 +17,11 @@ import pytest
 import inbox.apply
 from inbox.parse import parse_message
 from inbox.poll import PollReport, process_source
-from inbox.sources.imap import ImapSettings, ImapSource
+from inbox.sources.imap import ImapSource
 from mailer.outbox import Outbox
 from mailer.render import Renderer
-from mailer.settings import MailSettings, SmtpSettings, make_list_id
+from mailer.settings import MailSettings, make_list_id
+from mailkit.servers import ImapServer, SmtpServer
 from matcher.members import find_member
 from matcher.model import Member, MemberStatus, Notice, OutboxEntry, ProcessedMessage
 from tests.servers import ImapAccount
@@ -30,8 +31,8 @@ MAIL = Path(__file__).parent / "data" / "mail"
 LOG = logging.getLogger("test.inbox")
 
 
-def imap_settings(account: ImapAccount) -> ImapSettings:
-    return ImapSettings(
+def imap_settings(account: ImapAccount) -> ImapServer:
+    return ImapServer(
         host=account.host,
         port=account.imaps_port,
         security="ssl",
@@ -80,7 +81,7 @@ def outbox_for(box: Harness, tmp_path: Path) -> Outbox:
         programme_address=PROGRAMME,
         organisers=list(ORGANISERS),
         list_id=make_list_id("UnMentoring", PROGRAMME),
-        smtp=SmtpSettings(host="127.0.0.1", port=2525, security="none"),
+        smtp=SmtpServer(per_minute=0, per_day=0, host="127.0.0.1", port=2525, security="none"),
     )
     return Outbox(box.store, box.clock, settings, Renderer(settings), tmp_path / "outbox.journal")
 

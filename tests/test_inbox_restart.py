@@ -18,7 +18,8 @@ from inbox.parse import parse_message
 from inbox.poll import PollReport, process_source
 from inbox.processor import Processor, ProcessResult
 from inbox.sources.base import SourceError
-from inbox.sources.imap import ImapError, ImapSettings, ImapSource, backoff_delay
+from inbox.sources.imap import ImapError, ImapSource, backoff_delay
+from mailkit.servers import ImapServer
 from matcher.model import Member, Notice, ProcessedMessage
 from tests.servers import Dovecot, ImapAccount
 from tests.test_apply import Harness, make_message
@@ -27,8 +28,8 @@ LOG = logging.getLogger("test.inbox.restart")
 FOLDER = "Incoming"  # not INBOX: only another folder can be deleted and recreated
 
 
-def settings_for(account: ImapAccount, folder: str = "INBOX") -> ImapSettings:
-    return ImapSettings(
+def settings_for(account: ImapAccount, folder: str = "INBOX") -> ImapServer:
+    return ImapServer(
         host=account.host,
         port=account.imaps_port,
         security="ssl",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mailer.settings import SmtpSettings
 from mailer.smtp import SmtpSender, SmtpUnavailable
+from mailkit.servers import SmtpServer
 from mailkit.tls import TlsSetupError, tls_context
 from matcher.clock import FakeClock
 from tests.servers import TlsFiles
@@ -69,6 +69,8 @@ def test_an_unusable_ca_file_is_named_in_the_error(tmp_path: Path, content: str 
 
 def test_smtp_names_an_unusable_ca_file(tmp_path: Path) -> None:
     missing = tmp_path / "missing-ca.pem"
-    settings = SmtpSettings(host="127.0.0.1", port=1, security="starttls", ca_file=str(missing))
+    settings = SmtpServer(
+        per_minute=0, per_day=0, host="127.0.0.1", port=1, security="starttls", ca_file=str(missing)
+    )
     with pytest.raises(SmtpUnavailable, match=f"cannot load the CA file {missing}"):
         SmtpSender(settings, clock=FakeClock(datetime(2026, 1, 1, tzinfo=UTC))).connect()

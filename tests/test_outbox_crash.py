@@ -29,14 +29,14 @@ MESSAGES = 200
 def child_main(directory: Path, port: int) -> None:
     from mailer.outbox import Outbox
     from mailer.render import Renderer
-    from mailer.settings import SmtpSettings
     from mailer.smtp import SmtpSender
+    from mailkit.servers import SmtpServer
     from matcher.clock import SystemClock
     from matcher.model import Notice, OutboxEntry
     from matcher.store import Store
     from tests.test_render import make_settings
 
-    smtp = SmtpSettings(host="127.0.0.1", port=port, security="none", timeout=10.0)
+    smtp = SmtpServer(per_minute=0, per_day=0, host="127.0.0.1", port=port, security="none", timeout=10.0)
     settings = dataclasses.replace(make_settings(), smtp=smtp)
     clock = SystemClock()
     with Store.open(directory / "db.json") as store:

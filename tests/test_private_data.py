@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from inbox.sources.imap import ImapSettings, ImapSource
+from inbox.sources.imap import ImapSource
+from mailkit.servers import ImapServer
 from matcher import erasure, members
 from matcher.model import OutboxEntry, OutboxStatus
 from matcher.store import Store
@@ -265,7 +266,7 @@ def test_kept_mail_naming_the_address_is_expunged_from_the_imap_folders(imap_acc
     imap_account.deliver(quoting_alice, "Quarantine")
     imap_account.deliver(from_bob, "Processed")
     imap_account.deliver(mail(ALICE, "join"))  # not processed yet: not ours to drop
-    settings = ImapSettings(
+    settings = ImapServer(
         host=imap_account.host,
         port=imap_account.imaps_port,
         username=imap_account.user,

@@ -29,8 +29,10 @@ from inbox.sources.base import Incoming
 from inbox.sources.maildir import MaildirSource
 from mailer.outbox import Outbox
 from mailer.render import Renderer
-from mailer.settings import MailSettings, SmtpSettings, make_list_id
+from mailer.settings import MailSettings, make_list_id
+from mailkit.servers import SmtpServer
 from matcher import tokens
+from matcher.limits import Limits
 from matcher.members import find_member
 from matcher.model import Group, Member, MemberStatus, Notice, ProcessedMessage, Result, Token, UnreadMessage
 from tests.test_apply import (
@@ -245,7 +247,7 @@ def test_a_message_over_the_size_limit_is_ignored_unread(
     box = make_harness(tmp_path)
     try:
         huge = make_message("ann@example.org", "join\n" + "x" * 76 + "\n", "join")
-        huge += b"y" * (box.settings.max_message_bytes + 1)
+        huge += b"y" * (box.settings.limits.max_message_bytes + 1)
         started = time.perf_counter()
         with caplog.at_level(logging.WARNING, logger="inbox.processor"):
             result = box.send(huge)
@@ -521,7 +523,7 @@ def test_a_worker_process_reads_messages_as_they_are_read_in_process(box: Harnes
     assert [item for item, _ in pairs] == incoming
     for item, reading in pairs:
         assert reading is not None, f"message {item.ref} was not read by the worker"
-        here = read_message(item.raw, box.settings.max_message_bytes)
+        here = read_message(item.raw, box.settings.limits.max_message_bytes)
         found = classify(item.raw, here.parsed, own_addresses=box.settings.own_addresses)
         assert (reading.key, reading.too_large) == (here.key, here.too_large)
         assert reading.parsed == here.parsed and reading.parsed.text == here.parsed.text
@@ -574,7 +576,7 @@ def mail_settings() -> MailSettings:
         programme_address=PROGRAMME,
         organisers=list(ORGANISERS),
         list_id=make_list_id("UnMentoring", PROGRAMME),
-        smtp=SmtpSettings(host="127.0.0.1", port=2525, security="none"),
+        smtp=SmtpServer(per_minute=0, per_day=0, host="127.0.0.1", port=2525, security="none"),
     )
 
 
@@ -646,15 +648,15 @@ def test_settings_come_from_the_configuration() -> None:
     settings = inbox_settings_from_config(config, next_round_on=lambda now: now.date())
     assert settings.address == config.programme.address
     assert settings.organisers == list(config.programme.organisers)
-    assert settings.replies_per_sender_per_day == config.limits.replies_per_sender_per_day
-    assert settings.token_days == config.limits.token_days
+    assert settings.limits is config.limits
     assert str(settings.zone) == config.programme.timezone
     # 23:30 UTC on 31 March is already 1 April in London (BST): "pause 2 months" counts from there.
     assert settings.today(datetime(2026, 3, 31, 23, 30, tzinfo=UTC)) == date(2026, 4, 1)
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("programme_address", "nobody"), ("replies_per_sender_per_day", 0)]
+    ("field", "value"),
+    [("programme_address", "nobody"), ("limits", Limits(replies_per_sender_per_day=0))],
 )
 def test_settings_refuse_values_that_cannot_work(field: str, value: object) -> None:
     values: dict = {

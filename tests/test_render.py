@@ -10,8 +10,9 @@ import markupsafe
 import pytest
 
 from mailer.render import KINDS, SHIPPED_TEMPLATES, Renderer, RenderError
-from mailer.settings import MailSettings, SmtpSettings
+from mailer.settings import MailSettings
 from mailer.template_check import SAMPLE_MEMBERS, SAMPLE_VALUES
+from mailkit.servers import SmtpServer
 
 ALICE, BOB = SAMPLE_MEMBERS
 CARA = {"name": "Cara Cole", "org": "Eastbury Police", "about": ""}
@@ -24,7 +25,7 @@ def make_settings(templates_dir: Path | None = None) -> MailSettings:
         programme_address="coffee@example.org",
         organisers=["boss@example.org"],
         list_id="coffee-trials.example.org",
-        smtp=SmtpSettings(host="127.0.0.1", port=2525, security="none"),
+        smtp=SmtpServer(per_minute=0, per_day=0, host="127.0.0.1", port=2525, security="none"),
         templates_dir=templates_dir,
     )
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from matcher import rounds
 from matcher.calendar import Calendar, RoundDates, round_dates
 from matcher.model import Group, Member, MemberStatus, Result, Round, RoundState
 from matcher.rounds import (
@@ -17,19 +21,17 @@ from matcher.rounds import (
     UnknownGroup,
     UnknownRound,
     close_report,
-    close_round,
     eligible_members,
     groups_of_member,
     groups_of_round,
     latest_open_group,
     members_of,
     preview_round,
-    record_outcome,
-    resume_due_pauses,
-    start_round,
 )
 from matcher.store import Store
 from unmentoring.cli_rounds import format_preview
+
+T = TypeVar("T")
 
 CALENDAR = Calendar(
     zone=ZoneInfo("Europe/London"),
@@ -40,6 +42,23 @@ CALENDAR = Calendar(
     followup_weekday=0,
     reminder_after_days=5,
 )
+
+
+def _in_transaction(operation: Callable[..., T]) -> Callable[..., T]:
+    """The test runs each unit of work, so it opens the transaction (matcher/rounds.py opens none)."""
+
+    @functools.wraps(operation)
+    def run(store: Store, *args: Any, **kwargs: Any) -> T:
+        with store.transaction():
+            return operation(store, *args, **kwargs)
+
+    return run
+
+
+start_round = _in_transaction(rounds.start_round)
+record_outcome = _in_transaction(rounds.record_outcome)
+close_round = _in_transaction(rounds.close_round)
+resume_due_pauses = _in_transaction(rounds.resume_due_pauses)
 
 
 @pytest.fixture

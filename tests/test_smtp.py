@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailer.settings import SettingsError, SmtpSettings, mail_settings_from_config
+from mailer.settings import mail_settings_from_config
 from mailer.smtp import SmtpSender, SmtpUnavailable, Throttled, xoauth2_string
 from mailer.throttle import Throttle
+from mailkit.servers import ServerSettingError, SmtpServer
 from matcher.clock import FakeClock
 from tests.servers import SilentServer, SmtpSink, TlsFiles, free_port
 
@@ -44,7 +45,9 @@ def make_sender(sink: SmtpSink, **settings: object) -> tuple[SmtpSender, Sleeper
     options.update(settings)
     clock = FakeClock(START)
     sleeper = Sleeper(clock)
-    return SmtpSender(SmtpSettings(**options), clock=clock, sleep=sleeper), sleeper
+    return SmtpSender(
+        SmtpServer(**{"per_minute": 0, "per_day": 0, **options}), clock=clock, sleep=sleeper
+    ), sleeper
 
 
 def test_a_batch_goes_through_one_connection(smtp_sink: SmtpSink) -> None:
@@ -182,7 +185,7 @@ def test_xoauth2_sends_the_token_in_the_sasl_format(
         ca_file=str(test_tls.ca_cert),
         username="mailer",
         password="ya29.Secret-Token",
-        auth="xoauth2",
+        auth="oauth2",
     )
     with pytest.raises(SmtpUnavailable, match="login as 'mailer' refused") as error:
         sender.connect()
@@ -190,10 +193,12 @@ def test_xoauth2_sends_the_token_in_the_sasl_format(
 
 
 def test_no_tls_only_on_this_machine() -> None:
-    with pytest.raises(SettingsError, match="only for 127.0.0.1"):
-        SmtpSettings(host="smtp.example.org", security="none")
-    with pytest.raises(SettingsError, match="smtp.security"):
-        SmtpSettings(host="smtp.example.org", security="tls")
+    with pytest.raises(
+        ServerSettingError, match="smtp.security: 'none' .* only for a server on this machine"
+    ):
+        SmtpServer(host="smtp.example.org", security="none")
+    with pytest.raises(ServerSettingError, match="smtp.security"):
+        SmtpServer(host="smtp.example.org", security="tls")
 
 
 def test_a_dropped_connection_is_reopened(smtp_sink: SmtpSink) -> None:
@@ -293,7 +298,9 @@ def test_a_temporary_refusal_of_one_recipient_defers_only_that_one(smtp_sink: Sm
 
 
 def test_an_unreachable_server_stops_the_batch() -> None:
-    settings = SmtpSettings(host="127.0.0.1", port=free_port(), security="none", timeout=2.0)
+    settings = SmtpServer(
+        per_minute=0, per_day=0, host="127.0.0.1", port=free_port(), security="none", timeout=2.0
+    )
     sender = SmtpSender(settings, clock=FakeClock(START), sleep=lambda s: None)
     with pytest.raises(SmtpUnavailable, match=f"cannot connect to SMTP server 127.0.0.1:{settings.port}"):
         sender.send(FROM, ["a@example.org"], raw_message())
@@ -301,7 +308,9 @@ def test_an_unreachable_server_stops_the_batch() -> None:
 
 def test_a_silent_server_times_out() -> None:
     with SilentServer() as silent:
-        settings = SmtpSettings(host=silent.host, port=silent.port, security="none", timeout=0.3)
+        settings = SmtpServer(
+            per_minute=0, per_day=0, host=silent.host, port=silent.port, security="none", timeout=0.3
+        )
         sender = SmtpSender(settings, clock=FakeClock(START), sleep=lambda s: None)
         with pytest.raises(SmtpUnavailable, match="timed out|TimeoutError"):
             sender.connect()

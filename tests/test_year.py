@@ -10,7 +10,7 @@ through real servers, and the service runs exactly as the daemon runs it (one lo
 source, `service.tick` at the moments that matter).
 
 The assertions are on the emails the sink received. What the service should have sent is worked
-out independently, from what the simulated people did and the rules in DESIGN.md: who is eligible
+out independently, from what the simulated people did and the rules in README.md: who is eligible
 in which round, how each group ended, who has been silent for how long.
 """
 

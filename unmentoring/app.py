@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -106,13 +105,13 @@ class App:
     def cycle(self) -> Cycle:
         from mailer.summary import build_summary
         from matcher import tokens
-        from unmentoring.cycle import Cycle, CycleSettings
+        from unmentoring.cycle import Cycle
 
         mail = self.mail
         return Cycle(
             self.store,
             self.calendar,
-            CycleSettings(ghost_rounds=self.config.limits.ghost_rounds),
+            self.config.limits,
             queue=self.outbox.queue_many,
             summarise=lambda s, round_id, now: build_summary(s, round_id, mail),
             member_token=lambda s, member, now: tokens.member_token(s, member, now).token,
@@ -154,16 +153,15 @@ def inbound_source(
     """Where mail comes in (the config decides): IMAP, else the Maildir our receiving server fills.
     ``max_attempts`` and ``connect_attempts``: how often IMAP tries an operation, and ``connect()``;
     ``sleep`` waits between the attempts."""
-    from inbox.sources.imap import ImapSettings, ImapSource
+    from inbox.sources.imap import ImapSource
     from inbox.sources.maildir import MaildirSource
     from unmentoring.auth import server_credential
 
     imap = config.inbound_imap
     if imap is not None:
-        shared = {f.name: getattr(imap, f.name) for f in dataclasses.fields(ImapSettings) if f.name != "auth"}
         credential = server_credential(config, imap, "IMAP", clock or SystemClock())
         return ImapSource(
-            ImapSettings(**shared, auth=imap.mechanism),
+            imap,
             state,
             credential=credential,
             max_attempts=max_attempts,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -91,8 +92,10 @@ def make_round_group(open_app: OpenApp) -> click.Group:
             stored = app.store.get(Round, round_id) if round_id else _latest_round(app)
             if stored is None:
                 raise click.ClickException(f"no round {round_id}")
+            found = rounds.groups_of_round(app.store, stored.id)
+            counted = rounds.results_of(found)
             groups = []
-            for group in rounds.groups_of_round(app.store, stored.id):
+            for group in found:
                 result = group.result()
                 people = []
                 for m in rounds.members_of(app.store, group.members):
@@ -116,6 +119,7 @@ def make_round_group(open_app: OpenApp) -> click.Group:
             "started": stored.starts_on,
             "seed": stored.seed,
             "steps_done": [str(step) for step in stored.steps_done],
+            "results": dataclasses.asdict(counted),
             "groups": groups,
             "unpaired": list(stored.unpaired),
         }
@@ -123,6 +127,10 @@ def make_round_group(open_app: OpenApp) -> click.Group:
             _echo_json(shown)
             return
         click.echo(f"round {stored.id} ({stored.state}), started {stored.starts_on}, seed {stored.seed}")
+        click.echo(
+            f"  {counted.groups} groups: {counted.met} met, {counted.missed} missed, "
+            f"{counted.disputed} disputed, {counted.no_reply} no reply or not yet"
+        )
         for group in groups:
             click.echo(f"  group {group['number']}: {group['result'] or 'open'}")
             for m in group["members"]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from matcher import rounds
 from matcher.calendar import Calendar, RoundDates, current_round, round_dates_for_id
+from matcher.limits import Limits
 from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, RoundState, RoundStep
 from matcher.store import Store
 from unmentoring.upcoming import upcoming_round
@@ -30,28 +31,15 @@ INTROS, FOLLOWUPS, REMINDERS, CLOSED, SUMMARY = RoundStep
 ASKABLE = frozenset({MemberStatus.ACTIVE, MemberStatus.PAUSED})
 
 
-@dataclass(frozen=True)
-class CycleSettings:
-    ghost_rounds: int = 3
-
-
+@dataclass
 class Cycle:
-    def __init__(
-        self,
-        store: Store,
-        calendar: Calendar,
-        settings: CycleSettings,
-        *,
-        queue: QueueNotices,
-        summarise: Summarise,
-        member_token: TokenOf,
-    ) -> None:
-        self.store = store
-        self.calendar = calendar
-        self.settings = settings
-        self.queue = queue
-        self.summarise = summarise
-        self.member_token = member_token
+    store: Store
+    calendar: Calendar
+    limits: Limits
+    # what the steps need from the mailer and the tokens (wired in unmentoring/app.py)
+    queue: QueueNotices = field(kw_only=True)
+    summarise: Summarise = field(kw_only=True)
+    member_token: TokenOf = field(kw_only=True)
 
     # -- what is due
 
@@ -140,19 +128,14 @@ class Cycle:
             stored = self._round(round_id)
             if CLOSED in stored.steps_done:
                 return []
-            report = rounds.close_round(self.store, round_id, now, ghost_rounds=self.settings.ghost_rounds)
+            report = rounds.close_round(self.store, round_id, now, ghost_rounds=self.limits.ghost_rounds)
+            told = {"rounds": self.limits.ghost_rounds}
+            key = f"ghost:{round_id}:{{}}"
             self.queue(
                 [
-                    Notice(
-                        kind="ghost",
-                        to=[ghost.address],
-                        values={"name": ghost.display_name, "rounds": self.settings.ghost_rounds},
-                        key=f"ghost:{round_id}:{ghost.id}",
-                        round_id=round_id,
-                        unsubscribe_token=self.member_token(self.store, ghost, now),
-                    )
-                    for ghost in report.ghosts
-                    if ghost.address
+                    self._to_member("ghost", g, now, key, told, round_id=round_id)
+                    for g in report.ghosts
+                    if g.address
                 ]
             )
             self._mark(self._round(round_id), CLOSED)
@@ -181,15 +164,10 @@ class Cycle:
         with self.store.transaction():
             resumed = rounds.resume_due_pauses(self.store, today)
             upcoming = upcoming_round(self.calendar, self.store, now).starts_on
+            key = f"resumed:{{}}:{today.isoformat()}"
             self.queue(
                 [
-                    Notice(
-                        kind="resumed",
-                        to=[m.address],
-                        values={"name": m.display_name, "next_round_on": upcoming},
-                        key=f"resumed:{m.id}:{today.isoformat()}",
-                        unsubscribe_token=self.member_token(self.store, m, now),
-                    )
+                    self._to_member("resumed", m, now, key, {"next_round_on": upcoming})
                     for m in resumed
                     if m.address
                 ]
@@ -247,20 +225,26 @@ class Cycle:
     def _ask_one(
         self, kind: str, group: Group, member: Member, partners: list[str], dates: RoundDates, now: datetime
     ) -> Notice:
+        values = {
+            "partners": partners,
+            "round_id": group.round_id,
+            "meeting_week_start": dates.meeting_week_start,
+            "meeting_week_end": dates.meeting_week_end,
+        }
+        key = f"{kind}:{group.key}:{{}}"
+        return self._to_member(kind, member, now, key, values, round_id=group.round_id, group_id=group.key)
+
+    def _to_member(
+        self, kind: str, member: Member, now: datetime, key: str, values: dict[str, object], **about: str
+    ) -> Notice:
+        """An email to one member (``key`` with ``{}`` for their id), with their List-Unsubscribe token."""
         return Notice(
             kind=kind,
             to=[member.address],
-            values={
-                "name": member.display_name,
-                "partners": partners,
-                "round_id": group.round_id,
-                "meeting_week_start": dates.meeting_week_start,
-                "meeting_week_end": dates.meeting_week_end,
-            },
-            key=f"{kind}:{group.key}:{member.id}",
-            round_id=group.round_id,
-            group_id=group.key,
+            values={"name": member.display_name, **values},
+            key=key.format(member.id),
             unsubscribe_token=self.member_token(self.store, member, now),
+            **about,  # type: ignore[arg-type]
         )
 
     def _round(self, round_id: str) -> Round:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import email
 import html
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from email.message import Message
 from functools import cached_property
@@ -73,12 +73,16 @@ class Mail:
         return cut_original(text)
 
 
-def walk(message: Message) -> Iterator[Message]:
+def walk(message: Message, *, skip: Callable[[str], bool] = lambda content_type: False) -> Iterator[Message]:
+    """The parts of ``message``, depth first and at most MAX_PARTS, without those whose content type
+    ``skip`` refuses (nor what is inside them)."""
     stack = [message]
     seen = 0
     while stack and seen < MAX_PARTS:
         part = stack.pop()
         seen += 1
+        if skip(_content_type(part)):
+            continue
         yield part
         try:
             payload = part.get_payload() if part.is_multipart() else None
@@ -97,23 +101,22 @@ def decode_part(part: Message) -> str:
     return decode_bytes(data if isinstance(data, bytes) else b"", charset)
 
 
+def _content_type(part: Message) -> str:
+    try:
+        return part.get_content_type()
+    except Exception:
+        return ""
+
+
+def _attached_original(content_type: str) -> bool:
+    return content_type.startswith("message/") or content_type == "text/rfc822-headers"
+
+
 def _report_texts(message: Message) -> Iterator[str]:
     """Decoded text leaves outside attached messages (message/rfc822, text/rfc822-headers)."""
-    stack = [message]
-    seen = 0
-    while stack and seen < MAX_PARTS:
-        part = stack.pop()
-        seen += 1
-        try:
-            ctype = part.get_content_type()
-            payload = part.get_payload()
-        except Exception:
-            continue
-        if ctype.startswith("message/") or ctype == "text/rfc822-headers":
-            continue
-        if isinstance(payload, list):
-            stack.extend(reversed([p for p in payload if isinstance(p, Message)]))
-        elif ctype in ("text/plain", "text/html"):
+    for part in walk(message, skip=_attached_original):
+        ctype = _content_type(part)
+        if ctype in ("text/plain", "text/html"):
             text = decode_part(part)
             yield _strip_html(text) if ctype == "text/html" else text
 

@@ -157,7 +157,7 @@ def confirmation(
         purpose=purpose,
         member=member,
         now=request.now,
-        days=request.settings.token_days,
+        days=request.settings.limits.token_days,
         message_id=message_id,
         command=held,
     )

@@ -92,7 +92,7 @@ def _forward(request: Request, unread: UnreadMessage) -> list[Notice]:
     today = unread.at.date()
     from_sender = request.store.find(UnreadMessage, "sender", unread.sender)
     earlier = sum(1 for u in from_sender if u.at.date() == today)
-    if earlier >= request.settings.replies_per_sender_per_day:
+    if earlier >= request.settings.limits.replies_per_sender_per_day:
         return []
     # Replies go to the writer (values["address"]): mailer/headers.py.
     notice = Notice(

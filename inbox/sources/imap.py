@@ -15,7 +15,6 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, MutableMapping
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from imapclient import DELETED, IMAPClient, SocketTimeout
@@ -23,13 +22,11 @@ from imapclient.exceptions import CapabilityError, LoginError
 
 from inbox.sources.base import Incoming, SourceError
 from mailkit.credentials import Credential, CredentialError, StaticPassword, login_with
+from mailkit.servers import ImapServer, ServerSettingError
 from mailkit.tls import TlsSetupError, tls_context
 
 log = logging.getLogger(__name__)
 
-SECURITY_MODES = ("ssl", "starttls", "none")
-AUTH_MODES = ("login", "xoauth2")
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 FETCH_BATCH = 50
 BACKOFF_FIRST = 1.0  # seconds; doubled after each failed attempt
 BACKOFF_MAX = 60.0
@@ -37,53 +34,10 @@ BACKOFF_MAX = 60.0
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class ImapSettings:
-    host: str
-    port: int = 993
-    security: str = "ssl"  # "ssl" (implicit TLS) | "starttls" | "none" (127.0.0.1/localhost only)
-    username: str = ""
-    password: str = field(default="", repr=False)  # the secret itself; never logged
-    auth: str = "login"  # "login" | "xoauth2" (password is then the OAuth2 access token)
-    folder: str = "INBOX"
-    processed_folder: str = "Processed"
-    quarantine_folder: str = "Quarantine"
-    timeout: float = 30.0  # connect and read timeout, seconds
-    ca_file: str | None = None  # extra CA bundle; verification is always on for TLS
-
-    def __post_init__(self) -> None:
-        if not self.host:
-            raise ValueError("IMAP host is empty")
-        if not 0 < self.port < 65536:
-            raise ValueError(f"IMAP port {self.port} is not a TCP port")
-        if self.security not in SECURITY_MODES:
-            raise ValueError(f"IMAP security {self.security!r} is not one of {', '.join(SECURITY_MODES)}")
-        if self.security == "none" and self.host.lower() not in LOCAL_HOSTS:
-            raise ValueError(
-                f"IMAP security 'none' would send the password in clear to {self.host}; "
-                "it is only allowed for 127.0.0.1/localhost"
-            )
-        if self.auth not in AUTH_MODES:
-            raise ValueError(f"IMAP auth {self.auth!r} is not one of {', '.join(AUTH_MODES)}")
-        if not self.username:
-            raise ValueError(f"IMAP username for {self.host} is empty")
-        if not self.timeout > 0:
-            raise ValueError(f"IMAP timeout must be positive, not {self.timeout}")
-        folders = (self.folder, self.processed_folder, self.quarantine_folder)
-        if not all(folders):
-            raise ValueError("IMAP folder names must not be empty")
-        if len(set(folders)) != 3:
-            raise ValueError("the IMAP folder, processed folder and quarantine folder must all differ")
-
-    @property
-    def state_key(self) -> str:
-        return f"imap:{self.username}@{self.host}/{self.folder}"
-
-
 class ImapError(SourceError):
     """An IMAP failure, naming the server and the user (never the password)."""
 
-    def __init__(self, settings: ImapSettings, problem: str) -> None:
+    def __init__(self, settings: ImapServer, problem: str) -> None:
         if len(settings.password) >= 4:  # shorter ones would mangle ordinary words
             problem = problem.replace(settings.password, "***")
         self.host = settings.host
@@ -100,7 +54,7 @@ def backoff_delay(attempt: int) -> float:
 class ImapSource:
     def __init__(
         self,
-        settings: ImapSettings,
+        settings: ImapServer,
         state: MutableMapping[str, Any],
         *,
         sleep: Callable[[float], None] = time.sleep,
@@ -110,6 +64,8 @@ class ImapSource:
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+        if not settings.username:
+            raise ServerSettingError("imap.username", f"expected the user name to log in to {settings.host}")
         self._settings = settings
         self._state = state
         self._sleep = sleep
@@ -333,7 +289,7 @@ class ImapSource:
                 self._drop_connection()
                 # Not chained: the traceback would repeat the server's text unscrubbed.
                 raise ImapError(
-                    settings, f"login refused ({_text(exc)}): {_login_fix(settings.auth)}"
+                    settings, f"login refused ({_text(exc)}): {_login_fix(settings.mechanism)}"
                 ) from None
             except CapabilityError as exc:
                 self._drop_connection()
@@ -422,7 +378,7 @@ class ImapSource:
         try:
             if settings.security == "starttls":
                 client.starttls(context)
-            if settings.auth == "xoauth2":
+            if settings.mechanism == "xoauth2":
                 login_with(self._credential, lambda t: client.oauth2_login(settings.username, t), LoginError)
             else:
                 login_with(self._credential, lambda p: client.login(settings.username, p), LoginError)
