@@ -25,6 +25,11 @@ _SUBJECT_PREFIX = re.compile(
     re.IGNORECASE,
 )
 _REST_LEAD = re.compile(r"^[\s:;,.\-–—=!]+")
+# A lead-in clause ends at a comma, colon, semicolon, full stop, "!" or "?", or a spaced dash.
+_CLAUSE_BREAK = re.compile(r"(?:[,;:.!?]+|\s[-–—]+)\s+")
+_OR = re.compile(r"(?i)[\s,]*\s+or\s+(?:maybe\s+|perhaps\s+|else\s+)?")
+LEAD_IN_WORDS = 6
+AMBIGUOUS = "help"  # what a line naming two commands asks for: help that names them
 
 
 def read_command(
@@ -47,6 +52,38 @@ def read_command(
 
 
 def _command_in_line(
+    line: str, following: list[str], commands: Registry, languages: Sequence[str]
+) -> Command | None:
+    command = _command_leading(line, following, commands, languages)
+    if command is not None:
+        return command
+    # "pause, or maybe leave?": a question back to the sender, answered with help naming both.
+    offered = {
+        command.name: command
+        for part in _OR.split(line)
+        if (command := _command_leading(part, [], commands, languages)) is not None
+        and _after_clause(command, commands)
+    }
+    if len(offered) > 1:
+        return Command(AMBIGUOUS, suggested=tuple(offered))
+    # "I'm stupidly busy - pause until March": a command after a short lead-in clause.
+    parts = _CLAUSE_BREAK.split(line)
+    for index in range(1, len(parts)):
+        if len(" ".join(parts[:index]).split()) > LEAD_IN_WORDS:
+            break
+        rest = " ".join(parts[index:])
+        command = _command_leading(rest, following, commands, languages)
+        if command is not None and _after_clause(command, commands) and not _OR.match(" " + rest):
+            return command
+    return None
+
+
+def _after_clause(command: Command, commands: Registry) -> bool:
+    declared = commands.get(command.name)
+    return declared is not None and declared.after_clause
+
+
+def _command_leading(
     line: str, following: list[str], commands: Registry, languages: Sequence[str]
 ) -> Command | None:
     for declared in commands:

@@ -37,6 +37,9 @@ intro              round_id, members (list of {name, org, about[, address]}), ho
 followup           name, partners (list of names), round_id, meeting_week_start, meeting_week_end
 reminder           name, partners, round_id
 ghost              name, rounds (int)
+sit_out            name, round_id, next_round_on: nobody could be grouped with them this round
+meet_again         name, partners (list of names), wanted (False: the wish was taken back)
+never_pair         name, who (the name or address they wrote), removed (False: set, True: undone)
 bounce_disabled    address, name, score
 summary            figures (list of (label, value)), rounds (rows of id, groups, met, missed,
                    no_reply: mappings or tuples in that order), reasons (list of str), ghosts
@@ -133,6 +136,9 @@ KINDS: Mapping[str, KindSpec] = {
     "followup": KindSpec(("name", "partners", "round_id", "meeting_week_start", "meeting_week_end")),
     "reminder": KindSpec(("name", "partners", "round_id")),
     "ghost": KindSpec(("name", "rounds")),
+    "sit_out": KindSpec(("name", "round_id", "next_round_on")),
+    "meet_again": KindSpec(("name", "partners", "wanted")),
+    "never_pair": KindSpec(("name", "who", "removed")),
     "bounce_disabled": KindSpec(("address", "name", "score"), "organiser"),
     "summary": KindSpec(
         ("figures", "rounds", "reasons", "ghosts", "disabled", "images"),
@@ -145,6 +151,7 @@ LIST_VALUES: Mapping[str, tuple[str, ...]] = {
     "help": ("commands",),
     "followup": ("partners",),
     "reminder": ("partners",),
+    "meet_again": ("partners",),
     "summary": ("figures", "rounds", "reasons", "ghosts", "disabled", "images"),
 }
 ROUND_COLUMNS = ("id", "groups", "met", "missed", "no_reply")

@@ -76,6 +76,9 @@ SAMPLE_VALUES: Mapping[str, Mapping[str, Any]] = {
         "round_id": "2026-12",
     },
     "ghost": {"name": "Dan", "rounds": 3},
+    "sit_out": {"name": "Dan", "round_id": "2026-12", "next_round_on": date(2027, 1, 4)},
+    "meet_again": {"name": "Dan", "partners": ["Alice Adams"], "wanted": True},
+    "never_pair": {"name": "Dan", "who": "Alice Adams", "removed": False},
     "bounce_disabled": {"address": "dan@example.org", "name": "Dan", "score": 3},
     "summary": {
         "figures": [("Members", 42), ("Joined this month", 5), ("Met rate", "71%")],

@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
+from matcher import preferences
 from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, Token
 from matcher.rounds import groups_of_member
 from matcher.store import Store
@@ -200,6 +201,8 @@ def erase(store: Store, member: Member, now: datetime) -> Member:
         left_at=member.left_at or now,
         pause_until=None,
         erased=True,
+        never_with=[],
+        meet_again=[],
     )
     store.put(updated)
     delete_member_tokens(store, member.id)
@@ -225,6 +228,8 @@ def member_data(store: Store, member: Member) -> dict[str, Any]:
     Token values are secrets and are not included; their purpose and dates are.
     """
     record = member.to_dict()
+    # Their own wishes, by name: ids mean nothing to a person (nobody else's data is shown).
+    record["never_with"] = [shown for _, shown in preferences.never_entries(store, member)]
     groups = []
     for group in groups_of_member(store, member.id):
         round_ = store.get(Round, group.round_id)

@@ -146,6 +146,10 @@ class Member(Record):
     silent_rounds: int = 0  # rounds in a row without any reply; 3 makes a ghost
     created_at: datetime | None = None
     erased: bool = False  # personal data removed on request; the record stays for anonymous counts
+    # Wishes about partners, private to this member (matcher/preferences.py): member ids, or the
+    # address of someone not (yet) a member, never to be grouped with; keys of groups to meet again.
+    never_with: list[str] = field(default_factory=list)
+    meet_again: list[str] = field(default_factory=list)
 
     @property
     def display_name(self) -> str:
@@ -165,7 +169,7 @@ class Round(Record):
     created_at: datetime | None = None
     closed_at: datetime | None = None
     steps_done: list[RoundStep] = field(default_factory=list)  # idempotency of the round's steps
-    unpaired: list[str] = field(default_factory=list)  # member ids left alone (only with one person)
+    unpaired: list[str] = field(default_factory=list)  # member ids nobody could be grouped with (told so)
 
 
 @dataclass

@@ -10,6 +10,10 @@ Priorities, strictly lexicographic (see matcher/pairing_cost.py for how they are
 4. nobody in the triple twice in a row while avoidable.
 Hosts rotate: a group's host is the member who hosted least recently (never first), ties by seed.
 
+People's wishes come on top: a pair someone asked never to be grouped with is a hard constraint
+(priced above everything else, and when no arrangement avoids it someone sits out), and a group
+whose members all asked to meet again is formed again as it was, not counted as a repeat.
+
 Small programmes are solved exactly (blossom, plus branch and bound for the triple); large ones
 by random start, improving swaps and exact repair of what stays costly (matcher/pairing_local.py),
 which is exact whenever it reaches zero cost, as sparse histories do.
@@ -17,7 +21,7 @@ which is exact whenever it reaches zero cost, as sparse histories do.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from random import Random
@@ -57,49 +61,132 @@ class Group:
 @dataclass(frozen=True)
 class Pairing:
     groups: list[Group]
-    unpaired: list[str]  # only ever non-empty with exactly 1 person
-    repeats: int  # repeated pairings (a triple counts as 3 pairings)
+    # Nobody to group them with: a lone person, or someone every possible group of whom would
+    # hold a pair that asked never to be grouped together.
+    unpaired: list[str]
+    repeats: int  # repeated pairings not asked for (a triple counts as 3 pairings)
     same_org: int  # same-organisation pairings (triple: pairs inside it)
+    again: int = 0  # groups formed again because all their members asked
 
 
-def make_pairing(people: Sequence[Person], history: Sequence[PastGroup], seed: int) -> Pairing:
+def make_pairing(
+    people: Sequence[Person],
+    history: Sequence[PastGroup],
+    seed: int,
+    *,
+    never: Iterable[tuple[str, str]] = (),
+    again: Iterable[Collection[str]] = (),
+) -> Pairing:
     """Group `people` for a round, given every past group, deterministically for `seed`.
+
+    never: pairs of ids never to be grouped together (ids not among `people` are ignored). No
+    returned group holds such a pair: when the solvers cannot avoid one, someone from the groups
+    holding it sits out (``unpaired``), the person with most such pairs first, ties by seed.
+    again: groups of ids whose members all asked to meet again. Each is formed again as it is when
+    all its members are here, none is in an earlier listed such group and it holds no never pair;
+    these repeats were asked for, so they count in ``again``, not in ``repeats``.
 
     Raises ValueError for malformed input (duplicate or non-string ids, bad history entries).
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"seed must be an int, got {type(seed).__name__}")
     orgs = _organisations(people)
-    ids = sorted(orgs)
-    if not ids:
-        return Pairing(groups=[], unpaired=[], repeats=0, same_org=0)
-    if len(ids) == 1:
-        return Pairing(groups=[], unpaired=[ids[0]], repeats=0, same_org=0)
-
-    model = build_cost_model(orgs, history)
+    forbidden = _never_pairs(never, orgs)
+    fixed = _again_groups(again, orgs, forbidden)
+    in_fixed = {person for group in fixed for person in group}
+    model = build_cost_model(orgs, history, forbidden)
     rng = Random(seed)
-    order = list(ids)
+    pool = [person for person in sorted(orgs) if person not in in_fixed]
+    unpaired: list[str] = []
+    while True:
+        member_lists = _arrange(pool, model, rng)
+        offending = sorted(
+            {person for group in member_lists if _holds_never(group, model) for person in group}
+        )
+        if not offending:
+            break
+        # Whoever has most never pairs among the others is the hardest to place: they sit out.
+        constrained = {p: sum(model.is_never(p, q) for q in pool) for p in offending}
+        most = max(constrained.values())
+        out = Random(f"{seed}/out/{len(unpaired)}").choice([p for p in offending if constrained[p] == most])
+        unpaired.append(out)
+        pool = [person for person in pool if person != out]
+    if len(pool) == 1:
+        joined = _join_again_pair(pool[0], fixed, model)
+        if joined is None:
+            unpaired.append(pool[0])
+    groups = _with_hosts(member_lists + fixed, model, Random(f"{seed}/hosts"))
+    asked = {frozenset(pair) for group in fixed for pair in combinations(group, 2)}
+    repeats, same_org = _count_conflicts(groups, model, asked)
+    return Pairing(
+        groups=groups, unpaired=sorted(unpaired), repeats=repeats, same_org=same_org, again=len(fixed)
+    )
+
+
+def _arrange(pool: list[str], model: CostModel, rng: Random) -> list[list[str]]:
+    """Groups of everyone in `pool` (sorted ids) at least cost; none for fewer than two people."""
+    if len(pool) < 2:
+        return []
+    order = list(pool)
     rng.shuffle(order)
     if len(order) <= 3:
-        member_lists = [order]
-    else:
-        small = len(order) <= EXACT_LIMIT
-        member_lists = arrange_locally(order, model, rng, repair=not small)
-        if small and total_cost(member_lists, model) > 0:
-            member_lists = _solve_whole_exactly(order, model)
-
-    groups = _with_hosts(member_lists, model, Random(f"{seed}/hosts"))
-    repeats, same_org = _count_conflicts(groups, model)
-    return Pairing(groups=groups, unpaired=[], repeats=repeats, same_org=same_org)
+        return [order]
+    small = len(order) <= EXACT_LIMIT
+    member_lists = arrange_locally(order, model, rng, repair=not small)
+    if small and total_cost(member_lists, model) > 0:
+        member_lists = _solve_whole_exactly(order, model)
+    return member_lists
 
 
-def _count_conflicts(groups: list[Group], model: CostModel) -> tuple[int, int]:
-    """(repeated pairings, same-organisation pairings), recounted from the groups."""
+def _holds_never(group: Sequence[str], model: CostModel) -> bool:
+    return any(model.is_never(a, b) for a, b in combinations(group, 2))
+
+
+def _never_pairs(never: Iterable[tuple[str, str]], orgs: dict[str, str]) -> frozenset[tuple[str, str]]:
+    pairs: set[tuple[str, str]] = set()
+    for entry in never:
+        try:
+            a, b = entry
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"a never pair must be two ids, got {entry!r}") from exc
+        if a in orgs and b in orgs and a != b:
+            pairs.update(((a, b), (b, a)))
+    return frozenset(pairs)
+
+
+def _again_groups(
+    again: Iterable[Collection[str]], orgs: dict[str, str], forbidden: frozenset[tuple[str, str]]
+) -> list[list[str]]:
+    formed: list[list[str]] = []
+    taken: set[str] = set()
+    for members in again:
+        group = sorted(set(members))
+        if len(group) < 2 or any(m not in orgs or m in taken for m in group):
+            continue
+        if any((a, b) in forbidden for a, b in combinations(group, 2)):
+            continue
+        formed.append(group)
+        taken.update(group)
+    return formed
+
+
+def _join_again_pair(person: str, fixed: list[list[str]], model: CostModel) -> list[str] | None:
+    """The one person left over joins the cheapest pair meeting again, rather than sit out."""
+    pairs = [group for group in fixed if len(group) == 2 and not _holds_never([*group, person], model)]
+    if not pairs:
+        return None
+    chosen = min(pairs, key=lambda group: (model.group_cost([*group, person]), group))
+    chosen.append(person)
+    return chosen
+
+
+def _count_conflicts(groups: list[Group], model: CostModel, asked: set[frozenset[str]]) -> tuple[int, int]:
+    """(repeated pairings not asked for, same-organisation pairings), recounted from the groups."""
     met, org = model.met, model.org
     repeats = same_org = 0
     for group in groups:
         for a, b in combinations(group.members, 2):
-            if (a, b) in met or (b, a) in met:
+            if ((a, b) in met or (b, a) in met) and frozenset((a, b)) not in asked:
                 repeats += 1
             if org[a] and org[a] == org[b]:
                 same_org += 1

@@ -1,10 +1,11 @@
 """The cost model of a pairing: what a group costs, derived from past rounds.
 
-A solution is ranked by the tuple (repeats, same_org, recency, triple_again), strictly
-lexicographically. Every term is a small non-negative count, so the tuple is folded into one
-integer with multipliers larger than the largest possible sum of the lower terms; an exact
-minimum of that integer is then the lexicographic optimum, and blossom (which needs integer
-weights to stay exact) can work on it directly.
+A solution is ranked by the tuple (never, repeats, same_org, recency, triple_again), strictly
+lexicographically; "never" counts the pairs someone asked never to be grouped with, so the solvers
+avoid them first and matcher/pairing.py has someone sit out when they cannot. Every term is a small
+non-negative count, so the tuple is folded into one integer with multipliers larger than the largest
+possible sum of the lower terms; an exact minimum of that integer is then the lexicographic optimum,
+and blossom (which needs integer weights to stay exact) can work on it directly.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class _PastGroupLike(Protocol):
 
 @dataclass(frozen=True)
 class Weights:
+    never: int
     repeat: int
     same_org: int
     recency: int
@@ -43,7 +45,8 @@ def weights_for(people_count: int, distinct_rounds: int) -> Weights:
     recency = 4 * triple_again
     same_org = recency * (pairings * max(distinct_rounds, 1) + 1)
     repeat = same_org * (pairings + 1)
-    return Weights(repeat=repeat, same_org=same_org, recency=recency, triple_again=triple_again)
+    never = repeat * (pairings + 1)
+    return Weights(never=never, repeat=repeat, same_org=same_org, recency=recency, triple_again=triple_again)
 
 
 @dataclass
@@ -58,6 +61,8 @@ class CostModel:
     recent_triple: frozenset[str]  # people whose latest round put them in a triple
     last_hosted: dict[str, int]  # person -> latest round they hosted
     weights: Weights
+    # Pairs someone asked never to be grouped with, in both orders (a hard constraint).
+    never: frozenset[tuple[str, str]] = frozenset()
 
     def last_met(self, a: str, b: str) -> int | None:
         forward = self.met.get((a, b))
@@ -67,7 +72,7 @@ class CostModel:
         return forward if backward is None or backward < forward else backward
 
     def pair_cost(self, a: str, b: str) -> int:
-        cost = 0
+        cost = self.weights.never if (a, b) in self.never else 0
         last = self.last_met(a, b)
         if last is not None:
             cost += self.weights.repeat + self.weights.recency * self.recency_rank[last]
@@ -88,12 +93,19 @@ class CostModel:
     def is_repeat(self, a: str, b: str) -> bool:
         return (a, b) in self.met or (b, a) in self.met
 
+    def is_never(self, a: str, b: str) -> bool:
+        return (a, b) in self.never
+
     def is_same_org(self, a: str, b: str) -> bool:
         org = self.org[a]
         return bool(org) and org == self.org[b]
 
 
-def build_cost_model(orgs: dict[str, str], history: Sequence[_PastGroupLike]) -> CostModel:
+def build_cost_model(
+    orgs: dict[str, str],
+    history: Sequence[_PastGroupLike],
+    never: frozenset[tuple[str, str]] = frozenset(),
+) -> CostModel:
     """Index the history once: last meeting per pair, hosting, who was last in a triple.
 
     This is the hot path for large programmes (hundreds of thousands of past groups): the work
@@ -141,6 +153,7 @@ def build_cost_model(orgs: dict[str, str], history: Sequence[_PastGroupLike]) ->
         recent_triple=recent_triple,
         last_hosted=last_hosted,  # type: ignore[arg-type]
         weights=weights_for(len(orgs), len(recency_rank)),
+        never=never,
     )
 
 

@@ -111,9 +111,11 @@ def _interleaved(order: list[str], org: dict[str, str]) -> list[str]:
 
 def _initial_costs(groups: list[list[str]], model: CostModel) -> list[int]:
     """Group costs, with the common conflict-free pair priced by two set lookups only."""
-    met, org, pair_cost = model.met, model.org, model.pair_cost
+    met, org, never, pair_cost = model.met, model.org, model.never, model.pair_cost
     costs = [
-        pair_cost(a, b) if (a, b) in met or (b, a) in met or (org[a] and org[a] == org[b]) else 0
+        pair_cost(a, b)
+        if (a, b) in met or (b, a) in met or (org[a] and org[a] == org[b]) or (a, b) in never
+        else 0
         for a, b, *_ in groups
     ]
     if len(groups[-1]) == 3:

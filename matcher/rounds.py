@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import combinations
 
+from matcher import preferences
 from matcher.calendar import RoundDates, ordinal_of, parse_round_id
 from matcher.model import Group, Member, MemberStatus, Outcome, Result, Round, RoundState
 from matcher.pairing import PastGroup, Person, make_pairing
@@ -156,8 +157,10 @@ def start_round(store: Store, dates: RoundDates, now: datetime, *, seed: int | N
     """Pair the eligible members and record the round and its groups, all in one transaction.
 
     Idempotent: if the round is already recorded, it is returned unchanged (whatever ``seed`` says).
-    The seed is stored so that the pairing can be reproduced. With a single eligible member nobody
-    can be paired: the round records them in ``Round.unpaired`` for the organisers' report.
+    The seed is stored so that the pairing can be reproduced. Members' wishes are honoured
+    (matcher/preferences.py): someone nobody can be grouped with (a single eligible member, or a
+    "never" pair that cannot be avoided) is recorded in ``Round.unpaired``; the meet-again requests a
+    group honours are used up.
 
     Members whose dated pause has ended are paired, but their status is left to
     ``resume_due_pauses`` (which the scheduler runs so that they are told they are back).
@@ -171,7 +174,9 @@ def start_round(store: Store, dates: RoundDates, now: datetime, *, seed: int | N
         # No group of this round exists yet, so the history before it also decides eligibility.
         history = _history(store, before=dates.ordinal)
         members = _eligible(store, dates.starts_on, history)
-        pairing = make_pairing([Person(id=m.id, org=normalise_org(m.org)) for m in members], history, seed)
+        wishes = preferences.for_round(store, members)
+        people = [Person(id=m.id, org=normalise_org(m.org)) for m in members]
+        pairing = make_pairing(people, history, seed, never=wishes.never, again=wishes.again)
         round_ = Round(
             id=dates.round_id,
             ordinal=dates.ordinal,
@@ -189,6 +194,7 @@ def start_round(store: Store, dates: RoundDates, now: datetime, *, seed: int | N
         ]
         store.put(round_)
         store.put_many(groups)
+        preferences.used_up(store, wishes, (g.members for g in groups))
     return round_
 
 
@@ -214,7 +220,8 @@ def preview_round(store: Store, dates: RoundDates, *, seed: int | None = None) -
         seed = round_seed(dates.round_id) if seed is None else seed
         eligible = _eligible(store, dates.starts_on, history)
         people = [Person(id=m.id, org=normalise_org(m.org)) for m in eligible]
-        pairing = make_pairing(people, history, seed)
+        wishes = preferences.for_round(store, eligible)
+        pairing = make_pairing(people, history, seed, never=wishes.never, again=wishes.again)
         raw_groups = [(list(g.members), g.host) for g in pairing.groups]
         unpaired_ids = list(pairing.unpaired)
     last_met = _last_met_rounds(history)

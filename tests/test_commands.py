@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 
 from inbox.commands.declaration import EmailCommand, Phrasing, Proof, Registry
 from inbox.commands.registry import COMMANDS
@@ -52,7 +53,7 @@ def test_the_help_email_lists_every_declared_command(box: Harness) -> None:
     for command in COMMANDS:
         usage, meaning = command.phrasing.usage, command.phrasing.meaning
         assert f"{usage} {meaning}" in text, f"help text lacks {command.name!r}"
-        assert f">{usage}</b>" in html and meaning.replace('"', "&#34;") in html, (
+        assert f">{escape(usage)}</b>" in html and escape(meaning) in html, (
             f"help HTML lacks {command.name!r}"
         )
 
@@ -101,5 +102,7 @@ def test_the_registry_refuses_what_would_make_two_ways_or_a_hole() -> None:
 
 def test_commands_that_need_proof_say_which_confirmation_completes_them() -> None:
     for command in COMMANDS:
-        if command.proof is not Proof.NONE:
+        if command.proof in (Proof.OR_CONFIRM, Proof.CONFIRM):
             assert COMMANDS.confirming(command.confirms) is command
+        else:
+            assert not command.confirms

@@ -225,6 +225,10 @@ def test_every_command_name_is_reachable():
         "help": "help",
         "my_data": "my data",
         "forget_me": "forget me",
+        "meet_again": "meet again",
+        "not_again": "don't meet again",
+        "never_pair": "never pair me with Sam",
+        "pair_again": "pair me with Sam again",
     }
     assert set(bodies) == set(COMMAND_NAMES)
     for name, body in bodies.items():

@@ -95,9 +95,12 @@ class Cycle:
             if INTROS in started.steps_done:
                 return []
             notices = [self._intro(group, dates) for group in rounds.groups_of_round(self.store, started.id)]
+            introduced = len(notices)
+            alone = rounds.members_of(self.store, started.unpaired)
+            notices += [self._sat_out(member, started, now) for member in alone if member.address]
             self.queue(notices)
             self._mark(started, INTROS)
-        log.info("round %s started: %d groups introduced", started.id, len(notices))
+        log.info("round %s started: %d groups introduced", started.id, introduced)
         return [f"{started.id} {INTROS}"]
 
     def send_followups(self, round_id: str, now: datetime) -> list[str]:
@@ -210,6 +213,18 @@ class Cycle:
             key=f"intro:{group.key}",
             round_id=group.round_id,
             group_id=group.key,
+        )
+
+    def _sat_out(self, member: Member, started: Round, now: datetime) -> Notice:
+        """A kind word to whoever nobody could be grouped with this round; it gives no reason, since
+        the reason may be another person's private wish."""
+        upcoming = next_round(self.calendar, now).starts_on
+        return Notice(
+            kind="sit_out",
+            to=[member.address],
+            values={"name": member.display_name, "round_id": started.id, "next_round_on": upcoming},
+            key=f"sit_out:{started.id}:{member.id}",
+            unsubscribe_token=self.member_token(self.store, member, now),
         )
 
     def _ask_one(

@@ -23,8 +23,8 @@ _INDEFINITE = frozenset(
 # and the courtesy in front of a request.
 LEAD = (
     r"^[\s*•·\-–—\"'(\[]*"
-    r"(?:(?:please|pls|plz|kindly|i'?d like to|i would like to|i want to|(?:can|could) you"
-    r"(?:\s+please)?)[\s,]+)?"
+    r"(?:(?:please|pls|plz|kindly|(?:i|we)(?:'?d| would) (?:like|love) to|(?:i|we) want to|let'?s"
+    r"|(?:can|could|would) (?:you|we)(?:\s+please)?)[\s,]+)?"
 )
 _NUMBER_WORDS = {
     "a": 1,
@@ -49,9 +49,19 @@ _EVERY = re.compile(
 )
 _ONCE_A = re.compile(r"(?i)once\s+a\s+(?P<unit>month|quarter)\b")
 _ADVERB = re.compile(r"(?i)(?P<word>monthly|quarterly)(?:[\s,.!]*(?:please|thanks|thank you))?[\s,.!]*$")
-_FIELD_LINE = re.compile(
-    r"(?i)^[\s*•\-]*(?P<key>full\s+name|name|organi[sz]ation|org|company|employer|about(?:\s+me)?|bio)"
-    r"\s*[:=]\s*(?P<value>.*)$"
+_FIELD_WORDS = r"full\s+name|name|organi[sz]ation|org|company|employer|about(?:\s+me)?|bio"
+_FIELD_LINE = re.compile(rf"(?i)^[\s*•\-]*(?P<key>{_FIELD_WORDS})\s*[:=]\s*(?P<value>.*)$")
+# "could you update my org to Acme", "my new company is Acme": a field in a sentence.
+_LEAD_IN_BREAK = re.compile(r"(?:[,;:.!?]+|\s[-–—]+)\s+")
+_CHANGE_MY = r"(?:update|change|set|correct)\s+my\s+"
+_FIELD_SENTENCE = re.compile(
+    rf"(?i)^(?:{_CHANGE_MY}(?P<key>{_FIELD_WORDS})\s+(?:to|as)|my\s+new\s+(?P<new>{_FIELD_WORDS})\s+is)"
+    r"\s*[:=]?\s+(?P<value>.+?)(?:[\s,.!;]+(?:please|pls|thanks|thank\s+you))?[\s.!]*$"
+)
+PROFILE_SENTENCE = rf"{_CHANGE_MY}(?:{_FIELD_WORDS})\b"
+# "I'd like to meet every two months": the frequency after what it is the frequency of.
+_MEET_PREFIX = re.compile(
+    r"(?i)^(?:meet(?:ing)?|be\s+(?:matched|paired|introduced)|get\s+(?:matched|paired))\s+"
 )
 _FIELD_KEYS = {
     "name": "name",
@@ -71,6 +81,10 @@ _PAUSE_TRAILER = re.compile(
     r" [-–—] |[;(]|,(?! ?\d{4})| (?:please|pls|thanks|thank you|as|because|since|while|due)\b"
 )
 _FILLER = re.compile(r"(?i)^(?:me|us)(?![\w'])[\s,]*")
+_PERSON_LEAD = re.compile(r"(?i)^(?:(?:together\s+)?with|to)\s+")
+_PERSON_TAIL = re.compile(
+    r"(?i)(?:(?:^|[\s,.!;]+)(?:(?:ever\s+)?again|please|pls|thanks|thank\s+you|ever)[\s,.!;]*|[\s,.!;]+)$"
+)
 
 
 def normal_line(line: str) -> str:
@@ -92,6 +106,16 @@ def reason(rest: str, following: list[str]) -> str:
     """Free text, as written: the rest of the line, else the next non-empty line ("missed\\nill")."""
     text = rest.strip() or next((line for line in following if line.strip()), "")
     return text.strip()[:MAX_VALUE_CHARS]
+
+
+def person(rest: str, following: list[str]) -> str:
+    """Who a wish is about, by name or address: "with Sam O'Neill again, please" reads "Sam O'Neill"."""
+    text = _PERSON_LEAD.sub("", plain(rest, following))
+    previous = None
+    while previous != text:
+        previous = text
+        text = _PERSON_TAIL.sub("", text).strip(" \"'<>")
+    return text
 
 
 def confirmation_code(rest: str, following: list[str]) -> str:
@@ -117,14 +141,24 @@ def profile_fields(lines: list[str]) -> dict[str, str]:
     """``name: ...``, ``org: ...``, ``about: ...`` lines anywhere in the text; the first of each wins."""
     fields: dict[str, str] = {}
     for line in lines:
-        matched = _FIELD_LINE.match(line)
+        matched = _FIELD_LINE.match(line) or _field_sentence(line)
         if matched is None:
             continue
-        key = _FIELD_KEYS[re.sub(r"\s+", " ", matched.group("key").lower())]
+        written = matched.group("key") or matched.groupdict().get("new") or ""
+        key = _FIELD_KEYS[re.sub(r"\s+", " ", written.lower())]
         value = matched.group("value").strip()[:MAX_VALUE_CHARS]
         if value and key not in fields:
             fields[key] = value
     return fields
+
+
+def _field_sentence(line: str) -> re.Match[str] | None:
+    """A field in a sentence, perhaps after a lead-in ("I've moved - update my org to Acme")."""
+    for start in (0, *(found.end() for found in _LEAD_IN_BREAK.finditer(line))):
+        matched = _FIELD_SENTENCE.match(re.sub(LEAD, "", line[start:], flags=re.IGNORECASE))
+        if matched is not None:
+            return matched
+    return None
 
 
 def _looks_like_token(word: str) -> bool:
@@ -185,7 +219,7 @@ def parse_frequency(argument: str) -> int:
 
 
 def _frequency_phrase(line: str) -> int | None:
-    text = re.sub(LEAD, "", line)
+    text = _MEET_PREFIX.sub("", re.sub(LEAD, "", line, flags=re.IGNORECASE))
     every = _EVERY.match(text) or _ONCE_A.match(text)
     if every:
         return _every_months(every)

@@ -28,6 +28,9 @@ class Proof(StrEnum):
 
     NONE = "none"  # low-stakes: acts on the sender's own record and answers at that address
     OR_CONFIRM = "or_confirm"  # at once with proof of mailbox, else the address is asked to confirm
+    # Only with proof of mailbox; else the answer, at the member's own address, asks them to send it
+    # as a reply to one of our emails (for wishes that name someone else: "never pair me with").
+    MAILBOX = "mailbox"
     CONFIRM = "confirm"  # always asks the address to confirm first (double opt-in, erasure)
 
 
@@ -41,6 +44,8 @@ class Command:
     # True when the command came from the subject line only. The processor may prefer what the
     # reply context says (a reply to a confirmation confirms) over a subject such as "Re: Join".
     from_subject: bool = False
+    # Commands a line named at once, so that the answer can ask which one was meant.
+    suggested: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,9 +78,12 @@ class EmailCommand:
     fields: bool = False  # reads "name: ...", "org: ...", "about: ..." lines anywhere in the text
     proof: Proof = Proof.NONE
     confirms: str = ""  # the token purpose of the confirmation it asks for (matcher/tokens.py)
+    # Also read after a short lead-in clause ("Sorry - pause until March"); answers to a question
+    # (met, missed) are not, since "no, met with my boss instead" is no answer.
+    after_clause: bool = True
 
     def __post_init__(self) -> None:
-        if (self.proof is Proof.NONE) != (not self.confirms):
+        if (self.proof in (Proof.OR_CONFIRM, Proof.CONFIRM)) != bool(self.confirms):
             raise ValueError(f"command {self.name!r}: a confirmation purpose goes with proof, and only then")
 
 

@@ -215,7 +215,11 @@ CONFIRM = EmailCommand(
 )
 LEAVE = EmailCommand(
     "leave",
-    Phrasing("leave", "stop taking part", aliases=("unsubscribe", r"opt[\s-]*out", "stop")),
+    Phrasing(
+        "leave",
+        "stop taking part",
+        aliases=("unsubscribe", r"opt[\s-]*(?:me[\s-]+)?out", r"stop(?!\s+(?:pairing|matching|grouping))"),
+    ),
     _leave,
     proof=Proof.OR_CONFIRM,
     confirms=tokens.CONFIRM_LEAVE,

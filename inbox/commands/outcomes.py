@@ -39,6 +39,7 @@ MET = EmailCommand(
     "met",
     Phrasing("met", "tell us your last conversation happened"),
     _outcome,
+    after_clause=False,
 )
 MISSED = EmailCommand(
     "missed",
@@ -50,5 +51,6 @@ MISSED = EmailCommand(
     ),
     _outcome,
     argument=arguments.reason,
+    after_clause=False,
 )
 COMMANDS = (MET, MISSED)

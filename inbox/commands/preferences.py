@@ -104,7 +104,11 @@ PROFILE = EmailCommand(
     Phrasing(
         "profile",
         "with lines name: ..., org: ..., about: ...",
-        aliases=(r"update\s+(?:my\s+)?profile",),
+        aliases=(
+            r"update\s+(?:my\s+)?profile",
+            arguments.PROFILE_SENTENCE,
+            r"my\s+new\s+(?:org|organi[sz]ation|company|employer|name)\s+is",
+        ),
     ),
     _profile,
     fields=True,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from inbox.commands import help as help_command
-from inbox.commands import membership, outcomes, preferences, privacy
+from inbox.commands import membership, outcomes, partners, preferences, privacy
 from inbox.commands.declaration import Phrasing, Registry
 
 TRANSLATIONS: Mapping[str, Mapping[str, Phrasing]] = MappingProxyType({})
@@ -21,6 +21,7 @@ COMMANDS = Registry(
         *membership.COMMANDS,
         *preferences.COMMANDS,
         *outcomes.COMMANDS,
+        *partners.COMMANDS,
         *privacy.COMMANDS,
         *help_command.COMMANDS,
     ),
