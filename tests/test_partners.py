@@ -20,7 +20,7 @@ def _grouped(box: Harness) -> tuple[Member, Member, Member, Member]:
 
 def test_meet_again_in_reply_to_a_followup_names_that_group_and_tells_only_the_sender(box: Harness) -> None:
     ann, bob, *_ = _grouped(box)
-    followup = add_sent(box, f"followup:2026-01:1:{ann.id}", ["ann@example.org"])
+    followup = add_sent(box, f"followup:2026-01:1:{ann.id}", ["ann@example.org"], group_id="2026-01:1")
 
     result = box.say(
         "ann@example.org", "We'd love to keep talking!", "Re: Did you meet?", in_reply_to=followup
@@ -50,7 +50,7 @@ def test_never_pair_by_name_needs_proof_of_mailbox(box: Harness) -> None:
     assert help_mail.to == ["ann@example.org"] and "reply to this email" in help_mail.values["reason"]
     assert box.member("ann@example.org").never_with == []
 
-    mine = add_sent(box, f"followup:2026-01:1:{ann.id}", ["ann@example.org"])
+    mine = add_sent(box, f"followup:2026-01:1:{ann.id}", ["ann@example.org"], group_id="2026-01:1")
     answer = only(
         box.say("ann@example.org", "Never pair me with Bob again, please", in_reply_to=mine), "never_pair"
     )
@@ -62,7 +62,7 @@ def test_never_pair_by_name_needs_proof_of_mailbox(box: Harness) -> None:
 
 def test_an_ambiguous_name_lists_partners_by_name_only(box: Harness) -> None:
     ann, *_ = _grouped(box)
-    mine = add_sent(box, f"followup:2026-02:1:{ann.id}", ["ann@example.org"])
+    mine = add_sent(box, f"followup:2026-02:1:{ann.id}", ["ann@example.org"], group_id="2026-02:1")
 
     reason = only(box.say("ann@example.org", "never pair me with Stone", in_reply_to=mine), "help").values[
         "reason"
@@ -76,7 +76,7 @@ def test_an_ambiguous_name_lists_partners_by_name_only(box: Harness) -> None:
 
 def test_never_pair_by_address_reveals_nothing_and_is_undone_by_name_or_address(box: Harness) -> None:
     ann, _, _, dan = _grouped(box)
-    mine = add_sent(box, f"followup:2026-02:1:{ann.id}", ["ann@example.org"])
+    mine = add_sent(box, f"followup:2026-02:1:{ann.id}", ["ann@example.org"], group_id="2026-02:1")
 
     member = only(
         box.say("ann@example.org", "Please don't pair me with Dan@Example.org", in_reply_to=mine),
@@ -96,7 +96,7 @@ def test_never_pair_by_address_reveals_nothing_and_is_undone_by_name_or_address(
 
 def test_stop_pairing_me_with_is_not_leave(box: Harness) -> None:
     ann, *_ = _grouped(box)
-    mine = add_sent(box, f"followup:2026-02:1:{ann.id}", ["ann@example.org"])
+    mine = add_sent(box, f"followup:2026-02:1:{ann.id}", ["ann@example.org"], group_id="2026-02:1")
     only(box.say("ann@example.org", "Stop pairing me with Bea", in_reply_to=mine), "never_pair")
     assert box.member("ann@example.org").status == "active"
 
