@@ -170,6 +170,7 @@ class Round(Record):
     closed_at: datetime | None = None
     steps_done: list[RoundStep] = field(default_factory=list)  # idempotency of the round's steps
     unpaired: list[str] = field(default_factory=list)  # member ids nobody could be grouped with (told so)
+    schedule: str = ""  # Calendar.schedule when the round started ("" before it was kept)
 
 
 @dataclass

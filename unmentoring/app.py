@@ -22,9 +22,10 @@ from mailer.summary import build_summary
 from matcher import tokens
 from matcher.calendar import Calendar, next_round
 from matcher.clock import Clock, SystemClock
+from matcher.skips import skipped_rounds
 from matcher.store import Store
 from unmentoring.auth import server_credential
-from unmentoring.config import WEEKDAYS, Config, parse_cadence
+from unmentoring.config import WEEKDAYS, Config, parse_cadence, skip_months
 from unmentoring.cycle import Cycle, CycleSettings
 
 
@@ -40,6 +41,8 @@ def calendar_from_config(config: Config) -> Calendar:
         meeting_week=programme.meeting_week,
         followup_weekday=WEEKDAYS.index(programme.followup_day.lower()),
         reminder_after_days=programme.reminder_after_days,
+        every_months=programme.every_months,
+        skip_months=skip_months(programme, config.source),
     )
 
 
@@ -64,7 +67,7 @@ class App:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store.open(config.database_path, wait=wait, backup_every=backup_every)
         try:
-            calendar = calendar_from_config(config)
+            calendar = dataclasses.replace(calendar_from_config(config), skipped=skipped_rounds(store))
             mail = mail_settings_from_config(config)
             outbox = Outbox(store, clock, mail, Renderer(mail), journal=config.data_dir / "outbox.journal")
 

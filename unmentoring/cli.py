@@ -28,6 +28,7 @@ from unmentoring.cli_rounds import (
     make_status_command,
     make_summary_command,
 )
+from unmentoring.cli_schedule import make_skip_command
 from unmentoring.config import Config, ConfigError, Mode, find_config_path, load_config
 from unmentoring.demo import new_demo_dir, run_demo
 from unmentoring.sandbox import SandboxServer, banner
@@ -243,6 +244,7 @@ def current_config() -> Config:
 main.add_command(make_status_command(open_app), "status")
 main.add_command(make_members_group(open_app), "members")
 main.add_command(make_round_group(open_app), "round")
+main.commands["round"].add_command(make_skip_command(open_app))  # type: ignore[attr-defined]
 main.add_command(make_outbox_group(open_app), "outbox")
 main.add_command(make_summary_command(open_app), "summary")
 main.add_command(make_sandbox_group(current_config), "sandbox")

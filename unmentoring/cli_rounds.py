@@ -11,7 +11,7 @@ import click
 
 from mailer.outbox import OutboxError
 from matcher import rounds
-from matcher.calendar import RoundDates, current_round, next_round, round_dates
+from matcher.calendar import RoundDates, current_round, describe_schedule, next_round, round_dates
 from matcher.model import Member, MemberStatus, OutboxEntry, Round
 from matcher.rounds import RoundPreview
 from unmentoring import service
@@ -191,6 +191,7 @@ def make_status_command(open_app: OpenApp) -> click.Command:
                 "latest_round": latest.id if latest else None,
                 "latest_round_state": latest.state.value if latest else None,
                 "next_round_on": next_round(app.calendar, now).starts_on.isoformat(),
+                "schedule": describe_schedule(app.calendar),
                 "outbox": {
                     s: app.store.count(OutboxEntry, "status", s) for s in ("queued", "sent", "failed")
                 },

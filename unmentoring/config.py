@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from matcher.calendar import MONTHS
+
 DEFAULT_FILE = "unmentoring.toml"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 ORDINALS = ("first", "second", "third", "fourth", "last")
@@ -66,6 +68,8 @@ class Programme:
     meeting_week: int = 1  # 1 = the week that starts with the introductions, 2 = the next...
     followup_day: str = "Monday"  # follow-up on the first such day after the meeting week
     reminder_after_days: int = 5  # days after the follow-up to remind who has not answered; 0 = never
+    every_months: int = 1  # 1, 2 or 3: a round every month, every 2 or every 3 months (from January)
+    skip: list[str] = field(default_factory=list)  # months with no round every year, e.g. ["August"]
     data_dir: str = "data"  # relative to the config file's folder
     templates_dir: str = ""  # the organiser's wording (overrides by file name); relative like data_dir
 
@@ -416,6 +420,7 @@ def _validate(config: Config, path: Path) -> None:
         raise ConfigError(path, "programme.start_time", f"expected HH:MM (24-hour), got {p.start_time!r}")
     if not 1 <= p.meeting_week <= 3:
         raise ConfigError(path, "programme.meeting_week", f"expected 1, 2 or 3, got {p.meeting_week}")
+    skip_months(p, path)
     if p.followup_day.lower() not in WEEKDAYS:
         raise ConfigError(path, "programme.followup_day", f"expected a weekday name, got {p.followup_day!r}")
     if p.reminder_after_days < 0:
@@ -449,6 +454,24 @@ def _validate(config: Config, path: Path) -> None:
     for f in dataclasses.fields(Limits):
         if getattr(config.limits, f.name) < 1:
             raise ConfigError(path, f"limits.{f.name}", "expected a positive integer")
+
+
+def skip_months(programme: Programme, path: Path | str = "(config)") -> frozenset[int]:
+    """programme.skip as month numbers (1 = January), checked with programme.every_months."""
+    if programme.every_months not in (1, 2, 3):
+        raise ConfigError(path, "programme.every_months", f"expected 1, 2 or 3, got {programme.every_months}")
+    names = [m.lower() for m in MONTHS]
+    months = set()
+    for name in programme.skip:
+        word = name.strip().lower()
+        found = [i for i, month in enumerate(names, start=1) if word in (month, month[:3])]
+        if not found:
+            raise ConfigError(path, "programme.skip", f"expected month names like 'August', got {name!r}")
+        months.add(found[0])
+    held = [m for m in range(1, 13) if (m - 1) % programme.every_months == 0 and m not in months]
+    if not held:
+        raise ConfigError(path, "programme.skip", "skips every month a round would be held in")
+    return frozenset(months)
 
 
 def parse_cadence(cadence: str, path: Path | str = "(config)") -> tuple[int, int]:
