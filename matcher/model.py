@@ -45,6 +45,8 @@ class Result(StrEnum):
     MET = "met"
     MISSED = "missed"
     NO_REPLY = "no_reply"
+    # A group's result only (never one member's answer): one member said met and another missed.
+    DISPUTED = "disputed"
 
 
 class MessageStatus(StrEnum):
@@ -195,12 +197,16 @@ class Group(Record):
 
     @property
     def met(self) -> bool:
-        """A group met when any of its members says so."""
-        return any(o.result is Result.MET for o in self.outcomes.values())
+        """The group met: someone said so and nobody said otherwise (see ``result``)."""
+        return self.result() is Result.MET
 
     def result(self) -> Result | None:
-        """The group's result: met beats missed beats no reply; None while nobody has said."""
+        """The group's result, the one place it is decided: disputed when one member says met and
+        another missed (both answers stand; neither is taken for the truth), else met beats missed
+        beats no reply (a partner's silence does not undo a "met"); None while nobody has said."""
         results = {o.result for o in self.outcomes.values()}
+        if {Result.MET, Result.MISSED} <= results:
+            return Result.DISPUTED
         for r in (Result.MET, Result.MISSED, Result.NO_REPLY):
             if r in results:
                 return r

@@ -8,6 +8,7 @@ anything runs in one store transaction, and each is idempotent where a scheduler
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -47,9 +48,10 @@ class UnknownRound(RoundError):
 class CloseReport:
     round_id: str
     ghosts: list[Member]
-    met: int  # groups by result
+    met: int  # groups by result (count_results)
     missed: int
     no_reply: int
+    disputed: int = 0
 
 
 @dataclass(frozen=True)
@@ -298,9 +300,9 @@ def record_outcome(
     """Record one member's answer for their group: met or missed, with an optional reason.
 
     The reason keeps its first non-empty line, at most 500 characters. A later answer from the same
-    member replaces the earlier one. The group counts as met when any member says met
-    (``Group.met``). Answers for a closed round are refused (``RoundClosed``): its outcomes and
-    ghosts have been settled and reported.
+    member replaces the earlier one; each member's answer stands on its own, so a "met" and a
+    "missed" in one group make it disputed (``Group.result``). Answers for a closed round are
+    refused (``RoundClosed``): its outcomes and ghosts have been settled and reported.
     """
     if result not in (Result.MET, Result.MISSED):
         raise RoundError(f"an answer is 'met' or 'missed', not {str(result)!r}")
@@ -331,11 +333,11 @@ def close_round(store: Store, round_id: str, now: datetime, *, ghost_rounds: int
     """Settle a round: unanswered outcomes become no_reply, silence is counted, ghosts are paused.
 
     Silence: a member answered the round if they said met or missed themselves, or if a partner
-    said "met" (then they evidently met, and staying quiet about it is not ghosting). A partner's
-    "missed" does not count for them. A member who answered gets ``silent_rounds = 0``; one who did
-    not gets ``silent_rounds + 1``, and at ``ghost_rounds`` in a row an active member is paused with
-    no end date and listed as a ghost (to be told how to come back). Members who left, are disabled
-    or are already paused keep their status.
+    said "met", even in a disputed group (then they evidently met, and staying quiet about it is not
+    ghosting). A partner's "missed" does not count for them. A member who answered gets
+    ``silent_rounds = 0``; one who did not gets ``silent_rounds + 1``, and at ``ghost_rounds`` in a
+    row an active member is paused with no end date and listed as a ghost (to be told how to come
+    back). Members who left, are disabled or are already paused keep their status.
 
     Idempotent: closing a closed round changes nothing and returns the report made the first time.
     """
@@ -347,16 +349,15 @@ def close_round(store: Store, round_id: str, now: datetime, *, ghost_rounds: int
     with store.transaction():
         groups = groups_of_round(store, round_id)
         answered: dict[str, bool] = {}
-        counts = {Result.MET: 0, Result.MISSED: 0, Result.NO_REPLY: 0}
         for group in groups:
-            group_met = group.met
+            someone_met = any(o.result is Result.MET for o in group.outcomes.values())
             for member_id in group.members:
                 own = group.outcomes.get(member_id)
                 said = own is not None and own.result in (Result.MET, Result.MISSED)
-                answered[member_id] = answered.get(member_id, False) or said or group_met
+                answered[member_id] = answered.get(member_id, False) or said or someone_met
                 if own is None:
                     group.outcomes[member_id] = Outcome(result=Result.NO_REPLY, at=now)
-            counts[group.result() or Result.NO_REPLY] += 1
+        counts = count_results(groups)
         store.update_many(groups)
 
         changed: list[Member] = []
@@ -383,6 +384,7 @@ def close_round(store: Store, round_id: str, now: datetime, *, ghost_rounds: int
             met=counts[Result.MET],
             missed=counts[Result.MISSED],
             no_reply=counts[Result.NO_REPLY],
+            disputed=counts[Result.DISPUTED],
         )
         store.set_meta(
             _CLOSE_REPORT_META + round_id,
@@ -391,6 +393,7 @@ def close_round(store: Store, round_id: str, now: datetime, *, ghost_rounds: int
                 "met": report.met,
                 "missed": report.missed,
                 "no_reply": report.no_reply,
+                "disputed": report.disputed,
             },
         )
     return report
@@ -408,11 +411,22 @@ def close_report(store: Store, round_id: str) -> CloseReport:
     data = store.get_meta(_CLOSE_REPORT_META + round_id)
     if round_.state is RoundState.CLOSED and data is not None:
         ghosts = [m for m in (store.get(Member, i) for i in data["ghosts"]) if m is not None]
-        return CloseReport(round_id, ghosts, data["met"], data["missed"], data["no_reply"])
-    counts = {Result.MET: 0, Result.MISSED: 0, Result.NO_REPLY: 0}
-    for group in groups_of_round(store, round_id):
+        # "disputed" is absent from reports stored before disputes were counted: there were none.
+        return CloseReport(
+            round_id, ghosts, data["met"], data["missed"], data["no_reply"], data.get("disputed", 0)
+        )
+    counts = count_results(groups_of_round(store, round_id))
+    met, missed, no_reply = counts[Result.MET], counts[Result.MISSED], counts[Result.NO_REPLY]
+    return CloseReport(round_id, [], met, missed, no_reply, counts[Result.DISPUTED])
+
+
+def count_results(groups: Iterable[Group]) -> Counter[Result]:
+    """Groups by result (``Group.result``; a group nobody has answered for counts as no reply):
+    the one count behind the close report, `round show` and the summary's figures and table."""
+    counts: Counter[Result] = Counter({result: 0 for result in Result})
+    for group in groups:
         counts[group.result() or Result.NO_REPLY] += 1
-    return CloseReport(round_id, [], counts[Result.MET], counts[Result.MISSED], counts[Result.NO_REPLY])
+    return counts
 
 
 # -- helpers

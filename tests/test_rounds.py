@@ -238,7 +238,7 @@ def test_organisations_are_compared_without_case_or_spacing(store: Store) -> Non
 # -- outcomes
 
 
-def test_outcomes_and_group_met_by_any_member(store: Store) -> None:
+def test_outcomes_and_a_group_disputed_when_members_disagree(store: Store) -> None:
     add(store, *(person(f"m{i}") for i in range(4)))
     started(store, month(3))
     first, second = groups_of_round(store, "2026-03")
@@ -250,9 +250,13 @@ def test_outcomes_and_group_met_by_any_member(store: Store) -> None:
     assert group.outcomes[first.members[0]].at == at
     assert not group.met and group.result() is Result.MISSED
 
+    # Both answers stand: the group is disputed, neither met nor missed.
     group = record_outcome(store, first.key, first.members[1], Result.MET, "", at)
-    assert group.met and group.result() is Result.MET
+    assert not group.met and group.result() is Result.DISPUTED
+    assert group.outcomes[first.members[0]].result is Result.MISSED
     assert store.get(Group, first.key) == group
+    group = record_outcome(store, first.key, first.members[0], Result.MET, "", at)
+    assert group.met and group.result() is Result.MET
 
     long_reason = "\n\n  " + "x" * 800
     group = record_outcome(store, second.key, second.members[0], Result.MISSED, long_reason, at)

@@ -118,7 +118,7 @@ class Cycle:
             dates = round_dates_for_id(self.calendar, round_id)
             notices = []
             for group in rounds.groups_of_round(self.store, round_id):
-                if kind == "reminder" and group.result() in (Result.MET, Result.MISSED):
+                if kind == "reminder" and group.result() in (Result.MET, Result.MISSED, Result.DISPUTED):
                     continue
                 members = rounds.members_of(self.store, group.members)
                 for member in members:
@@ -155,10 +155,11 @@ class Cycle:
             )
             self._mark(self._round(round_id), CLOSED)
         log.info(
-            "round %s closed: %d met, %d missed, %d no reply, %d ghosts paused",
+            "round %s closed: %d met, %d missed, %d disputed, %d no reply, %d ghosts paused",
             round_id,
             report.met,
             report.missed,
+            report.disputed,
             report.no_reply,
             len(report.ghosts),
         )
