@@ -22,6 +22,7 @@ from unmentoring import daemon, service
 from unmentoring.app import App
 from unmentoring.cli_auth import make_auth_group
 from unmentoring.cli_members import make_members_group
+from unmentoring.cli_report import make_report_group
 from unmentoring.cli_rounds import (
     make_outbox_group,
     make_round_group,
@@ -247,6 +248,7 @@ main.add_command(make_round_group(open_app), "round")
 main.commands["round"].add_command(make_skip_command(open_app))  # type: ignore[attr-defined]
 main.add_command(make_outbox_group(open_app), "outbox")
 main.add_command(make_summary_command(open_app), "summary")
+main.add_command(make_report_group(open_app), "report")
 main.add_command(make_sandbox_group(current_config), "sandbox")
 main.add_command(make_auth_group(current_config), "auth")
 

@@ -6,7 +6,8 @@ import csv
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TextIO
 
@@ -16,6 +17,7 @@ from tqdm import tqdm
 from mailkit.addresses import canonical_address
 from matcher import members as member_ops
 from matcher import tokens
+from matcher.history import parse_date
 from matcher.model import Member, MemberStatus, Notice
 from unmentoring.app import App
 
@@ -40,6 +42,8 @@ class ImportRow:
     name: str
     org: str
     about: str
+    joined_on: date | None = None  # the sign-up form's Timestamp, when --joined-column names it
+    frequency: int | None = None
 
 
 class ImportRefused(click.ClickException):
@@ -99,6 +103,8 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
     @click.option("--name-column", default="name", show_default=True)
     @click.option("--org-column", default="organisation", show_default=True)
     @click.option("--about-column", default="about", show_default=True)
+    @click.option("--joined-column", default="", help="Original join dates, e.g. the form's Timestamp.")
+    @click.option("--frequency-column", default="", help="Every how many rounds (1, 2 or 3).")
     @click.option("--dry-run", is_flag=True, help="Check every row and report, changing nothing.")
     def import_members(
         csv_file: TextIO,
@@ -106,6 +112,8 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
         name_column: str,
         org_column: str,
         about_column: str,
+        joined_column: str,
+        frequency_column: str,
         dry_run: bool,
     ) -> None:
         """Import members from a CSV export of a sign-up form or spreadsheet.
@@ -113,15 +121,14 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
         Every row is checked first; if any row is bad, the bad rows are reported by line number and nothing
         is imported.
         """
-        try:
-            text = csv_file.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise ImportRefused(
-                f"{csv_file}: not UTF-8 text (byte {exc.start}); save it from the spreadsheet as "
-                "'CSV UTF-8' and try again; nothing imported"
-            ) from None
+        text = read_spreadsheet_csv(csv_file)
         rows, problems = read_import_rows(
-            io.StringIO(text, newline=""), email_column, name_column, org_column, about_column
+            io.StringIO(text, newline=""),
+            email_column,
+            name_column,
+            org_column,
+            about_column,
+            (joined_column, frequency_column),
         )
         for problem in problems:
             click.echo(problem, err=True)
@@ -158,14 +165,33 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
     return members
 
 
+def read_spreadsheet_csv(path: Path) -> str:
+    """A CSV file saved from a spreadsheet, as text; ImportRefused saying how to save it otherwise."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportRefused(
+            f"{path}: not UTF-8 text (byte {exc.start}); save it from the spreadsheet as "
+            "'CSV UTF-8' and try again; nothing imported"
+        ) from None
+
+
 def read_import_rows(
-    source: TextIO, email_column: str, name_column: str, org_column: str, about_column: str
+    source: TextIO,
+    email_column: str,
+    name_column: str,
+    org_column: str,
+    about_column: str,
+    history_columns: tuple[str, str] = ("", ""),
 ) -> tuple[list[ImportRow], list[str]]:
-    """The rows to import and one message per bad row ("line N: ..."); the header is line 1."""
+    """The rows to import and one message per bad row ("line N: ..."); the header is line 1.
+    ``history_columns``: the join date and frequency columns, "" for none."""
     reader = csv.DictReader(source)
     columns = reader.fieldnames or []
-    if email_column not in columns:
-        return [], [f"line 1: no column {email_column!r} (columns: {', '.join(columns) or 'none'})"]
+    for column in (email_column, *history_columns):
+        if column and column not in columns:
+            return [], [f"line 1: no column {column!r} (columns: {', '.join(columns) or 'none'})"]
+    joined_column, frequency_column = history_columns
     rows: list[ImportRow] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
@@ -179,6 +205,7 @@ def read_import_rows(
                 record.get(org_column) or "",
                 record.get(about_column) or "",
             )
+            row = _with_history(line, row, record, joined_column, frequency_column)
         except click.BadParameter as exc:
             problems.append(exc.message)
             continue
@@ -200,6 +227,22 @@ def _check_row(line: int, address: str, name: str, org: str, about: str) -> Impo
     return ImportRow(line, canonical, name.strip(), org.strip(), about.strip())
 
 
+def _with_history(
+    line: int, row: ImportRow, record: dict[str, str], joined_column: str, frequency_column: str
+) -> ImportRow:
+    joined = (record.get(joined_column) or "").strip() if joined_column else ""
+    frequency = (record.get(frequency_column) or "").strip() if frequency_column else ""
+    try:
+        joined_on = parse_date(joined) if joined else None
+    except ValueError as exc:
+        raise click.BadParameter(f"line {line}: {joined_column}: {exc}") from None
+    if frequency and frequency not in ("1", "2", "3"):
+        raise click.BadParameter(
+            f"line {line}: {frequency_column}: expected 1, 2 or 3, got {frequency[:20]!r}"
+        )
+    return replace(row, joined_on=joined_on, frequency=int(frequency) if frequency else None)
+
+
 def _add_rows(app: App, rows) -> int:
     now = app.clock.now()
     notices = []
@@ -210,6 +253,12 @@ def _add_rows(app: App, rows) -> int:
         profile = {"name": row.name, "org": row.org, "about": row.about}
         member = member_ops.start_joining(app.store, row.address, profile, now)
         member = member_ops.activate(app.store, member, now)
+        if row.joined_on is not None or row.frequency is not None:
+            joined = (
+                datetime.combine(row.joined_on, time(0), tzinfo=UTC) if row.joined_on else member.joined_at
+            )
+            member = replace(member, joined_at=joined, frequency=row.frequency or member.frequency)
+            app.store.put(member)
         notices.append(
             Notice(
                 kind="welcome",
