@@ -50,10 +50,11 @@ def compose(
     thread: Sequence[str] = (),
     reply_to: Sequence[str] = (),
     images: Mapping[str, bytes] | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> EmailMessage:
     """The email for ``notice``; ``now`` timezone-aware. The rest is mailer/headers.py's ``Framing``:
     ``message_id`` without brackets, ``thread`` the ids it answers (oldest first), ``reply_to``
-    (default: the programme address), ``images`` (content-id -> PNG)."""
+    (default: the programme address), ``images`` (content-id -> PNG), ``files`` (name -> CSV)."""
     kind = notice.kind
     if now.tzinfo is None:
         raise ComposeError(f"{kind}: the Date needs a timezone-aware time, got {now!r}")
@@ -87,6 +88,12 @@ def compose(
         set_header(msg, "List-Unsubscribe", unsubscribe)
     set_header(msg, KIND_HEADER, kind)
     _set_bodies(msg, kind, rendered, images or {})
+    for name, data in (files or {}).items():
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+\.csv", name):
+            raise ComposeError(
+                f"{kind}: attachment name {name!r} must be letters, digits, '_', '-', '.' and .csv"
+            )
+        msg.add_attachment(bytes(data), maintype="text", subtype="csv", filename=name)
     return msg
 
 

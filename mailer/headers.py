@@ -4,7 +4,7 @@ A ``Notice`` (matcher/model.py) says what to say, to whom and what it is about. 
 the Message-ID (new unless the notice chose one), the thread (a group's follow-ups and reminders
 answer its introduction; an answer to a person continues their conversation), Reply-To (an
 introduction's replies go to the whole group; a confirmation's to our plus-address with its token)
-and the pictures (the organisers' summary).
+and the pictures and files (the organisers' summary).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Framing:
     thread: tuple[str, ...] = ()  # Message-IDs, oldest first: In-Reply-To is the last, References all
     reply_to: tuple[str, ...] = ()  # empty: the programme address
     images: Mapping[str, bytes] = field(default_factory=dict)
+    files: Mapping[str, bytes] = field(default_factory=dict)  # file name -> CSV bytes, attached
 
 
 def framing(store: Store, settings: MailSettings, notice: Notice) -> Framing:
@@ -47,6 +48,7 @@ def framing(store: Store, settings: MailSettings, notice: Notice) -> Framing:
         thread=tuple(notice.thread) or _group_thread(store, notice),
         reply_to=_reply_to(settings, notice),
         images=pictures.draw() if pictures is not None else {},
+        files=notice.values.get("attachments") or {},
     )
 
 

@@ -306,6 +306,7 @@ class Outbox:
             thread=frame.thread,
             reply_to=frame.reply_to,
             images=frame.images,
+            files=frame.files,
         )
 
     def requeue(self, entries: Iterable[OutboxEntry]) -> list[OutboxEntry]:

@@ -154,11 +154,11 @@ LIST_VALUES: Mapping[str, tuple[str, ...]] = {
     "meet_again": ("partners",),
     "summary": ("figures", "rounds", "reasons", "ghosts", "disabled", "images"),
 }
-ROUND_COLUMNS = ("id", "groups", "met", "missed", "no_reply")
+ROUND_COLUMNS = ("id", "groups", "met", "missed", "no_reply", "disputed")
 IMAGE_CAPTIONS = {
-    "growth": "Members over time",
-    "network": "This round: who met (green), who missed (red), no reply (grey)",
-    "met_network": "Everyone who has met someone so far",
+    "growth": "Members over time; conversations held and the met rate per round",
+    "network": "This round: who met (green), who did not meet (red), did not confirm (red, dashed)",
+    "met_network": "Who has met whom so far (above 60 people: conversations between organisations)",
 }
 WRAP_WIDTH = 76
 _NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
@@ -447,6 +447,10 @@ def _prepare_summary(context: dict[str, Any]) -> dict[str, Any]:
         "images": [(name, IMAGE_CAPTIONS.get(name, name.replace("_", " "))) for name in images],
         "round_id": round_id,
         "label_width": max([len(label) for label, _ in figures] + [10]),
+        "attention": [
+            {**a, "row": [a.get("who", ""), a.get("why", ""), a.get("done", "")]}
+            for a in context.get("attention") or []
+        ],
     }
 
 

@@ -87,6 +87,14 @@ SAMPLE_VALUES: Mapping[str, Mapping[str, Any]] = {
             ("2026-12", 21, 15, 3, 3),
         ],
         "reasons": ["too busy", "holiday"],
+        "themes": [
+            {"theme": "too busy", "count": 1, "examples": ["too busy"]},
+            {"theme": "leave", "count": 1, "examples": ["holiday"]},
+        ],
+        "attention": [
+            {"who": "Fay <fay@example.org>", "why": "silent 2 rounds in a row", "done": "reminded"}
+        ],
+        "schedule": "the first Monday of every month, meeting week 1",
         "ghosts": ["Dan"],
         "disabled": [{"name": "Eve", "address": "eve@example.org"}],
         "images": ["growth", "network"],

@@ -192,3 +192,17 @@ def test_an_open_round_is_not_imported(tmp_path: Path, word: str) -> None:
     )
     result = env.invoke("report", "import", str(path))
     assert result.exit_code == 1 and "line 2: the round is still open" in result.stderr
+
+
+def test_the_gallery_draws_one_diagram_per_round_of_the_whole_history(tmp_path: Path) -> None:
+    env = programme(tmp_path, "p")
+    env.ok("report", "import", str(write_csv(env.root / "old.csv", OLD_HEADER, OLD_ROWS)))
+    said = env.ok("summary", "--gallery", str(tmp_path / "gallery")).stdout
+    assert "wrote 2 diagrams" in said
+    written = sorted(p.name for p in (tmp_path / "gallery").iterdir())
+    assert written == ["round-2023-04.png", "round-2023-05.png"]
+    assert all(
+        (tmp_path / "gallery" / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for name in written
+    )
+    both = env.invoke("summary", "--send", "--gallery", str(tmp_path / "g2"))
+    assert both.exit_code == 2 and "exactly one of" in both.output

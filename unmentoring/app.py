@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -14,18 +15,21 @@ from inbox.settings import inbox_settings_from_config
 from inbox.sources.base import Source
 from inbox.sources.imap import ImapSettings, ImapSource
 from inbox.sources.maildir import MaildirSource
+from mailer.insight import REASON_COLUMNS
 from mailer.outbox import Outbox
 from mailer.render import Renderer
 from mailer.settings import MailSettings, mail_settings_from_config
 from mailer.smtp import SmtpSender
 from mailer.summary import build_summary
 from matcher import tokens
-from matcher.calendar import Calendar, next_round
+from matcher.calendar import Calendar, describe_schedule, next_round
 from matcher.clock import Clock, SystemClock
+from matcher.model import Notice
 from matcher.skips import skipped_rounds
 from matcher.store import Store
 from unmentoring.auth import server_credential
 from unmentoring.config import WEEKDAYS, Config, parse_cadence, skip_months
+from unmentoring.csv_cells import write_csv
 from unmentoring.cycle import Cycle, CycleSettings
 
 
@@ -44,6 +48,25 @@ def calendar_from_config(config: Config) -> Calendar:
         every_months=programme.every_months,
         skip_months=skip_months(programme, config.source),
     )
+
+
+def summary_notice(
+    store: Store, round_id: str, now: datetime, mail: MailSettings, config: Config, calendar: Calendar
+) -> Notice:
+    """The organisers' summary with the full list of reasons attached as CSV (written here, by the one
+    CSV writer, whose cells are safe to open in a spreadsheet)."""
+    notice = build_summary(
+        store,
+        round_id,
+        mail,
+        now=now,
+        schedule=describe_schedule(calendar),
+        ghost_rounds=config.limits.ghost_rounds,
+    )
+    out = io.StringIO()
+    write_csv(out, REASON_COLUMNS, notice.values["reason_rows"])
+    notice.values["attachments"] = {f"reasons-{round_id}.csv": out.getvalue().encode("utf-8")}
+    return notice
 
 
 @dataclass
@@ -80,7 +103,7 @@ class App:
                 calendar,
                 CycleSettings(ghost_rounds=config.limits.ghost_rounds),
                 queue=outbox.queue_many,
-                summarise=lambda s, round_id, now: build_summary(s, round_id, mail),
+                summarise=lambda s, round_id, now: summary_notice(s, round_id, now, mail, config, calendar),
                 member_token=lambda s, member, now: tokens.member_token(s, member, now).token,
             )
         except BaseException:

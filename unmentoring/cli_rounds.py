@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from mailer.outbox import OutboxError
+from mailer.summary import gallery
 from matcher import rounds
 from matcher.calendar import RoundDates, current_round, describe_schedule, next_round, round_dates
 from matcher.model import Member, MemberStatus, OutboxEntry, Round
@@ -146,10 +147,24 @@ def make_summary_command(open_app: OpenApp) -> click.Command:
         help="Write the summary .eml and its PNG pictures into this folder; send nothing.",
     )
     @click.option("--send", is_flag=True, help="Send the summary to the organisers now.")
-    def summary(round_id: str | None, preview_dir: Path | None, send: bool) -> None:
+    @click.option(
+        "--gallery",
+        "gallery_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Write one diagram per round of the whole history into this folder (for a blog post).",
+    )
+    def summary(round_id: str | None, preview_dir: Path | None, send: bool, gallery_dir: Path | None) -> None:
         """The organisers' summary of a round (default: the latest)."""
-        if bool(preview_dir) == send:
-            raise click.UsageError("give exactly one of --preview DIR or --send")
+        if [bool(preview_dir), send, bool(gallery_dir)].count(True) != 1:
+            raise click.UsageError("give exactly one of --preview DIR, --send or --gallery DIR")
+        if gallery_dir is not None:
+            with open_app() as app:
+                pictures = gallery(app.store, app.mail)
+            gallery_dir.mkdir(parents=True, exist_ok=True)
+            for name, png in pictures.items():
+                (gallery_dir / name).write_bytes(png)
+            click.echo(f"wrote {len(pictures)} diagrams into {gallery_dir}")
+            return
         with open_app() as app:
             round_id = round_id or _latest_round(app).id
             notice = app.cycle.summarise(app.store, round_id, app.clock.now())
@@ -161,7 +176,7 @@ def make_summary_command(open_app: OpenApp) -> click.Command:
                 names = []
                 for part in message.iter_attachments():
                     name = part.get_filename() or ""
-                    (preview_dir / name).write_bytes(part.get_content())
+                    (preview_dir / name).write_bytes(part.get_payload(decode=True))
                     names.append(name)
                 click.echo(f"wrote {preview_dir / f'summary-{round_id}.eml'} and {', '.join(names)}")
                 return
