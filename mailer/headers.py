@@ -20,7 +20,7 @@ from matcher.model import Notice, OutboxEntry
 from matcher.store import Store
 
 # The kinds whose replies go to every recipient: the people introduced talk among themselves.
-REPLY_TO_RECIPIENTS = frozenset({"intro"})
+REPLY_TO_RECIPIENTS = frozenset({"intro", "nudge"})
 # The kind that opens a group's thread; the group's other mail is threaded under it.
 GROUP_THREAD_START = "intro"
 

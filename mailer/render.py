@@ -36,6 +36,7 @@ intro              round_id, members (list of {name, org, about[, address]}), ho
                    meeting_week_start, meeting_week_end, followup_on
 followup           name, partners (list of names), round_id, meeting_week_start, meeting_week_end
 reminder           name, partners, round_id
+nudge              names (list), host, round_id, meeting_week_end: to a group nobody has heard from
 ghost              name, rounds (int)
 sit_out            name, round_id, next_round_on: nobody could be grouped with them this round
 meet_again         name, partners (list of names), wanted (False: the wish was taken back)
@@ -135,6 +136,7 @@ KINDS: Mapping[str, KindSpec] = {
     ),
     "followup": KindSpec(("name", "partners", "round_id", "meeting_week_start", "meeting_week_end")),
     "reminder": KindSpec(("name", "partners", "round_id")),
+    "nudge": KindSpec(("names", "host", "round_id", "meeting_week_end")),
     "ghost": KindSpec(("name", "rounds")),
     "sit_out": KindSpec(("name", "round_id", "next_round_on")),
     "meet_again": KindSpec(("name", "partners", "wanted")),
@@ -151,6 +153,7 @@ LIST_VALUES: Mapping[str, tuple[str, ...]] = {
     "help": ("commands",),
     "followup": ("partners",),
     "reminder": ("partners",),
+    "nudge": ("names",),
     "meet_again": ("partners",),
     "summary": ("figures", "rounds", "reasons", "ghosts", "disabled", "images"),
 }

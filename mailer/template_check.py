@@ -63,6 +63,12 @@ SAMPLE_VALUES: Mapping[str, Mapping[str, Any]] = {
         "meeting_week_end": date(2026, 12, 13),
         "followup_on": date(2026, 12, 14),
     },
+    "nudge": {
+        "names": ["Alice Able", "Bob Baker"],
+        "host": "Alice Able",
+        "round_id": "2026-12",
+        "meeting_week_end": date(2026, 12, 13),
+    },
     "followup": {
         "name": "Bob Baker",
         "partners": ["Alice Able"],

@@ -41,6 +41,7 @@ class Calendar:
     every_months: int = 1  # 1, 2 or 3: rounds in months 1, 1 + n, 1 + 2n... of each year
     skip_months: frozenset[int] = frozenset()  # 1 = January: no round in these months, every year
     skipped: frozenset[str] = frozenset()  # round ids skipped once (``round skip``)
+    nudge_after_days: int = 0  # days into the meeting week to nudge groups nobody has heard from; 0 = never
 
     def __post_init__(self) -> None:
         # Checked here as well as in the config so that a bad calendar fails when it is built, with
@@ -59,6 +60,10 @@ class Calendar:
             )
         if self.start_time.tzinfo is not None:
             raise ValueError("Calendar.start_time: expected a local wall-clock time without a zone")
+        if not 0 <= self.nudge_after_days < DAYS_IN_WEEK:
+            raise ValueError(
+                f"Calendar.nudge_after_days: expected 0 (never) .. 6, got {self.nudge_after_days!r}"
+            )
         if self.every_months not in (1, 2, 3):
             raise ValueError(f"Calendar.every_months: expected 1, 2 or 3, got {self.every_months!r}")
         held = [m for m in range(1, 13) if (m - 1) % self.every_months == 0 and m not in self.skip_months]
@@ -94,6 +99,7 @@ class RoundDates:
     closes_at: datetime  # the next round's starts_at (closing runs just before it starts)
     followup_on: date  # local date of followup_at (its UTC date may differ near midnight)
     schedule: str = ""  # Calendar.schedule when these dates were computed
+    nudge_at: datetime | None = None  # aware UTC; None: no nudge
 
 
 def describe_schedule(calendar: Calendar) -> str:
@@ -159,6 +165,9 @@ def round_dates(calendar: Calendar, year: int, month: int) -> RoundDates:
         if reminder_at >= closes_at:
             # A reminder after the round has closed would ask about an answer we no longer take.
             reminder_at = None
+    nudge_at = None
+    if calendar.nudge_after_days:
+        nudge_at = _at_start_time(calendar, meeting_week_start + timedelta(days=calendar.nudge_after_days))
     return RoundDates(
         round_id=round_id_of(year, month),
         ordinal=ordinal_of(year, month),
@@ -171,6 +180,7 @@ def round_dates(calendar: Calendar, year: int, month: int) -> RoundDates:
         closes_at=closes_at,
         followup_on=followup_on,
         schedule=calendar.schedule,
+        nudge_at=nudge_at,
     )
 
 

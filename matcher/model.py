@@ -35,6 +35,7 @@ class RoundStep(StrEnum):
     """A round's steps, in order; each is done once and recorded in ``Round.steps_done``."""
 
     INTROS = "intros"
+    NUDGES = "nudges"
     FOLLOWUPS = "followups"
     REMINDERS = "reminders"
     CLOSED = "closed"

@@ -47,6 +47,7 @@ def calendar_from_config(config: Config) -> Calendar:
         reminder_after_days=programme.reminder_after_days,
         every_months=programme.every_months,
         skip_months=skip_months(programme, config.source),
+        nudge_after_days=programme.nudge_after_days,
     )
 
 

@@ -70,6 +70,7 @@ class Programme:
     reminder_after_days: int = 5  # days after the follow-up to remind who has not answered; 0 = never
     every_months: int = 1  # 1, 2 or 3: a round every month, every 2 or every 3 months (from January)
     skip: list[str] = field(default_factory=list)  # months with no round every year, e.g. ["August"]
+    nudge_after_days: int = 3  # "have you found a time?" this many days into the meeting week; 0 = never
     data_dir: str = "data"  # relative to the config file's folder
     templates_dir: str = ""  # the organiser's wording (overrides by file name); relative like data_dir
 
@@ -421,6 +422,10 @@ def _validate(config: Config, path: Path) -> None:
     if not 1 <= p.meeting_week <= 3:
         raise ConfigError(path, "programme.meeting_week", f"expected 1, 2 or 3, got {p.meeting_week}")
     skip_months(p, path)
+    if not 0 <= p.nudge_after_days <= 6:
+        raise ConfigError(
+            path, "programme.nudge_after_days", f"expected 0 (never) to 6, got {p.nudge_after_days}"
+        )
     if p.followup_day.lower() not in WEEKDAYS:
         raise ConfigError(path, "programme.followup_day", f"expected a weekday name, got {p.followup_day!r}")
     if p.reminder_after_days < 0:

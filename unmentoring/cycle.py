@@ -25,7 +25,7 @@ QueueNotices = Callable[[list[Notice]], object]
 Summarise = Callable[[Store, str, datetime], Notice]
 TokenOf = Callable[[Store, Member, datetime], str]
 
-INTROS, FOLLOWUPS, REMINDERS, CLOSED, SUMMARY = RoundStep
+INTROS, NUDGES, FOLLOWUPS, REMINDERS, CLOSED, SUMMARY = RoundStep
 ASKABLE = frozenset({MemberStatus.ACTIVE, MemberStatus.PAUSED})
 
 
@@ -70,6 +70,9 @@ class Cycle:
             done += self.start(dates, now)
         for stored in self._open_rounds():
             dates = round_dates_for_id(self.calendar, stored.id)
+            # A nudge is only worth sending while the meeting week is on.
+            if dates.nudge_at is not None and dates.nudge_at <= now < dates.followup_at:
+                done += self.send_nudges(stored.id, now)
             if now >= dates.followup_at:
                 done += self.send_followups(stored.id, now)
             if dates.reminder_at is not None and now >= dates.reminder_at:
@@ -131,6 +134,44 @@ class Cycle:
             self._mark(stored, step)
         log.info("round %s: %d %s emails queued", round_id, len(notices), kind)
         return [f"{round_id} {step}"]
+
+    def send_nudges(self, round_id: str, now: datetime) -> list[str]:
+        """In the meeting week: "have you found a time?" to each group nobody has told us anything
+        about yet (we cannot see the members' mail to each other, so the nudge says to ignore it if
+        they have already arranged to meet). Once per round."""
+        with self.store.transaction():
+            stored = self._round(round_id)
+            if NUDGES in stored.steps_done or stored.state is not RoundState.STARTED:
+                return []
+            dates = round_dates_for_id(self.calendar, round_id)
+            notices = []
+            for group in rounds.groups_of_round(self.store, round_id):
+                if group.outcomes:
+                    continue
+                members = [m for m in rounds.members_of(self.store, group.members) if m.status in ASKABLE]
+                addresses = [m.address for m in members if m.address]
+                if len(addresses) < 2:
+                    continue
+                host = next((m for m in members if m.id == group.host), members[0])
+                notices.append(
+                    Notice(
+                        kind="nudge",
+                        to=addresses,
+                        values={
+                            "names": [m.display_name for m in members],
+                            "host": host.display_name,
+                            "round_id": round_id,
+                            "meeting_week_end": dates.meeting_week_end,
+                        },
+                        key=f"nudge:{group.key}",
+                        round_id=round_id,
+                        group_id=group.key,
+                    )
+                )
+            self.queue(notices)
+            self._mark(stored, NUDGES)
+        log.info("round %s: %d nudges queued", round_id, len(notices))
+        return [f"{round_id} {NUDGES}"]
 
     def close(self, round_id: str, now: datetime) -> list[str]:
         """Close the round: silence becomes "no reply"; ghosts are paused and told."""
