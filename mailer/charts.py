@@ -286,7 +286,8 @@ def plan_growth(points: Sequence[MonthPoint], rounds: Sequence[RoundPoint] = ())
     changes = tuple(
         (month_index(r.month) - first, r.schedule)
         for before, r in zip(held, held[1:], strict=False)
-        if r.schedule != before.schedule
+        # "" is a round from before schedules were kept: unknown, not a change.
+        if r.schedule != before.schedule and before.schedule and r.schedule
     )
     return GrowthPlan(
         x=tuple(i - first for i in order),

@@ -434,12 +434,13 @@ def test_above_the_label_limit_who_met_whom_is_an_organisation_mixing_matrix():
 def test_the_growth_chart_carries_conversations_met_rates_and_schedule_changes():
     points = [MonthPoint(f"2026-{m:02d}", 10 + m, 1, 0) for m in range(1, 7)]
     rounds = [
+        RoundPoint("2026-01", 5, 4, ""),  # kept no schedule: no mark where it starts to
         RoundPoint("2026-02", 5, 4, "monthly, meeting week 1"),
         RoundPoint("2026-03", 6, 3, "monthly, meeting week 1"),
         RoundPoint("2026-05", 6, 6, "every 2 months, meeting week 1"),
     ]
     plan = plan_growth(points, rounds)
-    assert plan.round_x == (1, 2, 4) and plan.conversations == (4, 3, 6)
-    assert plan.met_rates == (80.0, 50.0, 100.0)
+    assert plan.round_x == (0, 1, 2, 4) and plan.conversations == (4, 4, 3, 6)
+    assert plan.met_rates == (80.0, 80.0, 50.0, 100.0)
     assert plan.changes == ((4, "every 2 months, meeting week 1"),)
     assert_sensible_png(growth_chart_png(points, title="Growth", rounds=rounds))
