@@ -3,6 +3,7 @@
     python bench/match.py                      one JSON line per N in 100, 2000, 10000, 100000
     python bench/match.py --sizes 100,2000     other sizes
     python bench/match.py --instance FILE.json pair one programme read from a file
+    python bench/match.py --triples            fairness of the triple: 24 rounds of 11 people
 
 Default instance for N: N people in N/20 organisations, a history of 12 rounds made by
 pairing everyone at random 12 times (random host per group), fixed seeds. "exact" is plain
@@ -22,6 +23,7 @@ import json
 import random
 import sys
 import time
+from collections import Counter
 from itertools import combinations
 from pathlib import Path
 
@@ -176,6 +178,30 @@ def run_instance(path: Path) -> int:
     return 0
 
 
+def triple_fairness(people_count: int = 11, rounds: int = 24, seed: int = INSTANCE_SEED) -> dict[str, object]:
+    """Pair the same programme round after round; how often was each person in the triple?
+
+    Five organisations (3, 2, 2, 2 and 2 people), so same-organisation pairs are a live constraint
+    too, though none forces anyone into the triple.
+    """
+    people = [Person(f"p{i:02d}", f"org{i % 5}") for i in range(people_count)]
+    history: list[PastGroup] = []
+    repeats = 0
+    for rnd in range(1, rounds + 1):
+        result = make_pairing(people, history, seed=seed + rnd)
+        repeats += result.repeats
+        history.extend(PastGroup(rnd, group.members, group.host) for group in result.groups)
+    in_triples = Counter(person for group in history if len(group.members) == 3 for person in group.members)
+    counts = [in_triples[person.id] for person in people]
+    return {
+        "people": people_count,
+        "rounds": rounds,
+        "max_triples_per_person": max(counts),
+        "min_triples_per_person": min(counts),
+        "repeats": repeats,
+    }
+
+
 def parse_sizes(text: str) -> list[int]:
     try:
         sizes = [int(part) for part in text.split(",") if part.strip()]
@@ -191,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instance", type=Path, help="pair the programme in this JSON file")
     parser.add_argument("--sizes", type=parse_sizes, default=list(DEFAULT_SIZES))
     parser.add_argument("--exact-limit", type=int, default=2000)
+    parser.add_argument("--triples", action="store_true", help="max triples per person, 24 rounds of 11")
     args = parser.parse_args(argv)
+    if args.triples:
+        print(json.dumps(triple_fairness()))
+        return 0
     if args.instance is not None:
         return run_instance(args.instance)
     run_sizes(args.sizes, args.exact_limit)

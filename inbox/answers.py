@@ -364,6 +364,14 @@ def _read_sentence(sentence: str, patterns: _Patterns) -> tuple[Outcome, Doubt] 
 def _strip_answer_words(text: str, patterns: _Patterns) -> str:
     """The text without its leading lead-ins and answer words ("Yes, we did - great chat")."""
     while True:
+        # A missed answer written as a verb, then a dash or colon: the reason follows, as after "missed".
+        statement = patterns.statements.match(text)
+        if (
+            statement is not None
+            and statement.group("missed") is not None
+            and re.match(r"\s*[-–—:]", text[statement.end() :])
+        ):
+            return text[statement.end() :].lstrip(_SEPARATORS)  # "didn't meet - I was on leave"
         start = patterns.answer_start.match(text)
         if start is None or start.lastgroup not in ("yes", "no"):
             return text.lstrip(_SEPARATORS)

@@ -21,7 +21,7 @@ import math
 import random
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +40,12 @@ DISPUTED = "disputed"  # one member said met, another missed
 MISSED = "missed"
 NO_REPLY = "no_reply"
 OUTCOMES = (MET, DISPUTED, MISSED, NO_REPLY)
-OUTCOME_COLOURS = {MET: "#2ca02c", DISPUTED: "#f5a000", MISSED: "#d62728", NO_REPLY: "#9a9a9a"}
-OUTCOME_NAMES = {MET: "met", DISPUTED: "disputed", MISSED: "missed", NO_REPLY: "no reply"}
+# The seeds' convention: the pairs that did not meet are red, solid when they said so and dashed
+# when nobody confirmed either way; a disputed pair (one said met, one missed) is amber.
+OUTCOME_COLOURS = {MET: "#2ca02c", DISPUTED: "#e69f00", MISSED: "#d62728", NO_REPLY: "#d62728"}
+OUTCOME_STYLES = {MET: "solid", DISPUTED: "solid", MISSED: "solid", NO_REPLY: (0, (2.5, 1.6))}
+OUTCOME_NAMES = {MET: "met", DISPUTED: "disputed", MISSED: "did not meet", NO_REPLY: "did not confirm"}
+RED_OUTCOMES = frozenset({MISSED, NO_REPLY})
 
 # Organisation colours avoid green, red and mid grey so people never read as outcomes.
 ORG_PALETTE = (
@@ -59,7 +63,8 @@ ORG_PALETTE = (
 OTHER_COLOUR = "#b4b4b4"
 MET_EDGE_COLOUR = "#34495e"
 
-# Above this many people, names overlap whatever the layout: draw dots only.
+# Above this many people, names overlap whatever the layout: a round's diagram names only the people
+# in red pairs, and "who has met whom" becomes an organisation x organisation matrix.
 LABEL_LIMIT = 60
 MAX_LABEL_CHARS = 12
 MAX_LEGEND_CHARS = 26
@@ -88,6 +93,7 @@ class Node:
     id: str
     label: str  # short display name; "" for erased people
     org: str
+    full_name: str = ""  # where a list names people (who has not met anyone yet); "" = label
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,16 @@ class Edge:
     a: str
     b: str
     outcome: str  # "met" | "disputed" | "missed" | "no_reply"
+
+
+@dataclass(frozen=True)
+class RoundPoint:
+    """A round on the growth chart: conversations held, the met rate, and the schedule it ran under."""
+
+    month: str  # the round's id, "2026-01"
+    groups: int
+    met: int
+    schedule: str  # a change from the round before is marked on the chart
 
 
 # --------------------------------------------------------------------------- plans
@@ -105,6 +121,7 @@ class LegendEntry:
     label: str
     colour: str
     line_width: float = 0.0  # 0 for a marker entry (a person), > 0 for a line entry
+    line_style: object = "solid"
 
 
 @dataclass(frozen=True)
@@ -119,6 +136,7 @@ class NetworkPlan:
     segments: tuple[tuple[tuple[float, float], tuple[float, float]], ...]
     edge_colours: tuple[str, ...]
     edge_widths: tuple[float, ...]
+    edge_styles: tuple[object, ...]  # matplotlib line styles, one per segment
     edge_alpha: float
     edge_bend: float  # 0: straight lines; > 0: curves pulled this far toward the origin
     edge_legend_title: str
@@ -140,26 +158,68 @@ class GrowthPlan:
     joins: tuple[int, ...]
     leaves: tuple[int, ...]  # negative: drawn below the axis
     ticks: tuple[tuple[int, str], ...]
+    round_x: tuple[int, ...] = ()  # the rounds, on the same month scale
+    conversations: tuple[int, ...] = ()  # groups that met
+    met_rates: tuple[float, ...] = ()  # percent of groups that met
+    changes: tuple[tuple[int, str], ...] = ()  # (x, new schedule) where the schedule changed
+
+
+@dataclass(frozen=True)
+class MixingPlan:
+    """Conversations between organisations: counts[i][j] pairs who met across orgs[i] and orgs[j]."""
+
+    orgs: tuple[str, ...]
+    colours: tuple[str, ...]
+    counts: tuple[tuple[int, ...], ...]
+    across_share: float  # of all conversations, the share between different organisations
+    never_met: tuple[str, ...]  # labels of members who have not met anyone yet
+    never_met_count: int
+    subtitle: str
 
 
 # --------------------------------------------------------------------------- public API
 
 
-def growth_chart_png(points: Sequence[MonthPoint], *, title: str) -> bytes:
-    """Members over time (line) above joins and leaves per month (bars)."""
-    return _render_growth(plan_growth(points), title)
+def growth_chart_png(points: Sequence[MonthPoint], *, title: str, rounds: Sequence[RoundPoint] = ()) -> bytes:
+    """Members over time (line) above joins and leaves per month (bars) and, given the rounds,
+    conversations held and the met rate per round, with a mark where the schedule changed."""
+    return _render_growth(plan_growth(points, rounds), title)
 
 
-def round_network_png(nodes: Sequence[Node], edges: Sequence[Edge], *, title: str, seed: int = 0) -> bytes:
+def round_network_png(
+    nodes: Sequence[Node],
+    edges: Sequence[Edge],
+    *,
+    title: str,
+    seed: int = 0,
+    org_colours: Mapping[str, str] | None = None,
+) -> bytes:
     """This round's groups as lines coloured by outcome; people coloured by organisation."""
-    return _render_network(plan_round_network(nodes, edges, seed=seed), title)
+    return _render_network(plan_round_network(nodes, edges, seed=seed, org_colours=org_colours), title)
 
 
 def met_network_png(
-    nodes: Sequence[Node], edges: Sequence[tuple[str, str, int]], *, title: str, seed: int = 0
+    nodes: Sequence[Node],
+    edges: Sequence[tuple[str, str, int]],
+    *,
+    title: str,
+    seed: int = 0,
+    org_colours: Mapping[str, str] | None = None,
 ) -> bytes:
-    """Everyone who has met whom so far; edges are (a, b, times_met)."""
-    return _render_network(plan_met_network(nodes, edges, seed=seed), title)
+    """Everyone who has met whom so far; edges are (a, b, times_met). ``nodes`` may include people
+    who have met nobody: they are shown. Above LABEL_LIMIT people: the organisation mixing matrix."""
+    people = _people(nodes, ((a, b) for a, b, _ in edges))
+    if len(people) > LABEL_LIMIT:
+        return _render_mixing(plan_mixing(nodes, edges, org_colours=org_colours), title)
+    return _render_network(plan_met_network(nodes, edges, seed=seed, org_colours=org_colours), title)
+
+
+def organisation_colours(orgs: Iterable[str]) -> dict[str, str]:
+    """One colour per organisation for every chart in an email: the largest (by how often it is
+    given) get the palette, the rest grey. Pass every member's organisation."""
+    sizes = Counter(org.strip() for org in orgs if org.strip())
+    ranked = sorted(sizes, key=lambda org: (-sizes[org], org.casefold(), org))
+    return {org: ORG_PALETTE[i] for i, org in enumerate(ranked[: len(ORG_PALETTE)])}
 
 
 # --------------------------------------------------------------------------- growth plan
@@ -206,7 +266,7 @@ def month_ticks(first: int, span: int, max_ticks: int = 12) -> tuple[tuple[int, 
     return tuple(ticks)
 
 
-def plan_growth(points: Sequence[MonthPoint]) -> GrowthPlan:
+def plan_growth(points: Sequence[MonthPoint], rounds: Sequence[RoundPoint] = ()) -> GrowthPlan:
     """Validate and order the month points; ValueError names the offending month."""
     seen: dict[int, MonthPoint] = {}
     for point in points:
@@ -223,6 +283,13 @@ def plan_growth(points: Sequence[MonthPoint]) -> GrowthPlan:
     order = sorted(seen)
     first = order[0]
     ordered = [seen[i] for i in order]
+    held = sorted((r for r in rounds if first <= month_index(r.month) <= order[-1]), key=lambda r: r.month)
+    changes = tuple(
+        (month_index(r.month) - first, r.schedule)
+        for before, r in zip(held, held[1:], strict=False)
+        # "" is a round from before schedules were kept: unknown, not a change.
+        if r.schedule != before.schedule and before.schedule and r.schedule
+    )
     return GrowthPlan(
         x=tuple(i - first for i in order),
         months=tuple(p.month for p in ordered),
@@ -230,14 +297,24 @@ def plan_growth(points: Sequence[MonthPoint]) -> GrowthPlan:
         joins=tuple(p.joins for p in ordered),
         leaves=tuple(-p.leaves for p in ordered),
         ticks=month_ticks(first, order[-1] - first + 1),
+        round_x=tuple(month_index(r.month) - first for r in held),
+        conversations=tuple(r.met for r in held),
+        met_rates=tuple(100.0 * r.met / r.groups if r.groups else 0.0 for r in held),
+        changes=changes,
     )
 
 
 # --------------------------------------------------------------------------- network plans
 
 
-def plan_round_network(nodes: Sequence[Node], edges: Sequence[Edge], *, seed: int = 0) -> NetworkPlan:
-    """Groups laid out on a grid, fully met groups first, then disputed, missed, no reply.
+def plan_round_network(
+    nodes: Sequence[Node],
+    edges: Sequence[Edge],
+    *,
+    seed: int = 0,
+    org_colours: Mapping[str, str] | None = None,
+) -> NetworkPlan:
+    """Groups laid out on a grid, fully met groups first, then disputed, missed, then no reply.
 
     Ordering by outcome turns the grid into a waffle chart: the share of green, red and grey
     reads at a glance even with 1,000 groups. The seed shuffles groups within an outcome.
@@ -274,6 +351,7 @@ def plan_round_network(nodes: Sequence[Node], edges: Sequence[Edge], *, seed: in
     groups.sort(key=group_key)
 
     show_labels = 0 < count <= LABEL_LIMIT
+    in_red = {member for e in drawn if e.outcome in RED_OUTCOMES for member in (e.a, e.b)}
     if show_labels:
         # Three columns leave room for a name under each end of a line; the figure grows
         # taller with the rows rather than squeezing the names together.
@@ -304,21 +382,25 @@ def plan_round_network(nodes: Sequence[Node], edges: Sequence[Edge], *, seed: in
     line_width = min(3.5, max(1.2, cell_points * 0.07))
     marker_diameter = min(11.0, max(3.0, cell_points * 0.16))
 
-    colours, org_legend = _org_colours(people)
+    colours, org_legend = _org_colours(people, org_colours)
     counts = Counter(e.outcome for e in drawn)
+    # Above the label limit only the people in red pairs are named: those are who to ask why.
+    named = {p.id for p in people} if show_labels else in_red
+    red_note = " Names: people in red pairs only." if count > LABEL_LIMIT and in_red else ""
     return NetworkPlan(
-        **_drawn_people(people, positions, colours, directions, show_labels),
+        **_drawn_people(people, positions, colours, directions, named),
         segments=tuple((positions[e.a], positions[e.b]) for e in drawn),
         edge_colours=tuple(OUTCOME_COLOURS[e.outcome] for e in drawn),
         edge_widths=tuple(line_width for _ in drawn),
+        edge_styles=tuple(OUTCOME_STYLES[e.outcome] for e in drawn),
         edge_alpha=0.9,
         edge_bend=0.0,
         edge_legend_title=f"Pairs in {len(groups):,} groups",
         # Disputes are rare: listed only when there are some.
         edge_legend=tuple(
-            LegendEntry(f"{OUTCOME_NAMES[o]} ({counts[o]:,})", OUTCOME_COLOURS[o], 3.0)
+            LegendEntry(f"{OUTCOME_NAMES[o]} ({counts[o]:,})", OUTCOME_COLOURS[o], 3.0, OUTCOME_STYLES[o])
             for o in OUTCOMES
-            if o != DISPUTED or counts[o]
+            if counts[o] or o != DISPUTED
         ),
         org_legend=org_legend,
         marker_size=marker_diameter**2,
@@ -327,14 +409,18 @@ def plan_round_network(nodes: Sequence[Node], edges: Sequence[Edge], *, seed: in
         top_align=True,
         subtitle=(
             f"{count:,} people. Each line joins two people in a group; "
-            "dots are people coloured by organisation."
+            "dots are people coloured by organisation." + red_note
         ),
         empty_message="" if count else "No groups in this round",
     )
 
 
 def plan_met_network(
-    nodes: Sequence[Node], edges: Sequence[tuple[str, str, int]], *, seed: int = 0
+    nodes: Sequence[Node],
+    edges: Sequence[tuple[str, str, int]],
+    *,
+    seed: int = 0,
+    org_colours: Mapping[str, str] | None = None,
 ) -> NetworkPlan:
     """Everyone who has met whom: named people on a circle, or clusters by organisation.
 
@@ -343,25 +429,25 @@ def plan_met_network(
     ring, so the lines between clusters form bundles whose density shows how much organisations
     mix. Pairs given twice (either order) are merged; times_met < 1 and self-loops are dropped.
     """
-    times: dict[tuple[str, str], int] = {}
-    for a, b, n in edges:
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise ValueError(f"times met for {a}-{b} must be a whole number, got {n!r}")
-        if a == b or n < 1:
-            continue
-        key = (a, b) if a <= b else (b, a)
-        times[key] = times.get(key, 0) + n
+    times = _times_met(edges)
     people = _people(nodes, times)
     count = len(people)
-    colours, org_legend = _org_colours(people)
+    colours, org_legend = _org_colours(people, org_colours)
+    met_someone = {member for pair in times for member in pair}
+    alone = sum(1 for p in people if p.id not in met_someone)
+    alone_note = f" {alone:,} have not met anyone yet (no line)." if alone else ""
 
     show_labels = 0 < count <= LABEL_LIMIT
+    named = {p.id for p in people} if show_labels else set()
     if show_labels:
         positions, directions = _circle_layout(people, org_legend, colours)
         figsize = (11.0, 8.5)
         extent = (-1.3, 1.3, -1.2, 1.2)  # room for the names outside the circle
         marker_diameter = 11.0 if count <= 30 else 8.0
-        subtitle = f"{count:,} people, ordered by organisation. Each line joins two people who have met."
+        subtitle = (
+            f"{count:,} people, ordered by organisation. Each line joins two people who have met."
+            + alone_note
+        )
     else:
         positions = _cluster_layout(people, colours, org_legend, seed)
         directions = {p.id: (0.0, -1.0) for p in people}
@@ -370,7 +456,10 @@ def plan_met_network(
         ys = [y for _, y in positions.values()] or [0.0]
         extent = (min(xs) - 1.0, max(xs) + 1.0, min(ys) - 1.0, max(ys) + 1.0)
         marker_diameter = min(8.0, max(2.4, 110.0 / math.sqrt(max(count, 1))))
-        subtitle = f"{count:,} people, grouped by organisation. Each line joins two people who have met."
+        subtitle = (
+            f"{count:,} people, grouped by organisation. Each line joins two people who have met."
+            + alone_note
+        )
 
     # Repeat meetings are drawn last so they stay visible on top of the single ones.
     ordered = sorted(times.items(), key=lambda item: (item[1], item[0]))
@@ -378,10 +467,11 @@ def plan_met_network(
     once = sum(1 for n in times.values() if n == 1)
     repeat = len(times) - once
     return NetworkPlan(
-        **_drawn_people(people, positions, colours, directions, show_labels),
+        **_drawn_people(people, positions, colours, directions, named),
         segments=tuple((positions[a], positions[b]) for (a, b), _ in ordered),
         edge_colours=tuple(MET_EDGE_COLOUR for _ in ordered),
         edge_widths=tuple(base_width * min(3.0, 1.0 + 0.8 * (n - 1)) for _, n in ordered),
+        edge_styles=tuple("solid" for _ in ordered),
         edge_alpha=min(0.6, max(0.05, 6.0 / math.sqrt(max(len(times), 1)))),
         # Curving lines through the middle of the ring of clusters bundles them into fans,
         # so the clusters stay visible instead of being covered by straight criss-crossing lines.
@@ -401,6 +491,80 @@ def plan_met_network(
     )
 
 
+def plan_mixing(
+    nodes: Sequence[Node],
+    edges: Sequence[tuple[str, str, int]],
+    *,
+    org_colours: Mapping[str, str] | None = None,
+) -> MixingPlan:
+    """How many conversations crossed each pair of organisations (the coloured ones; the rest are
+    "other"), and who has not met anyone yet."""
+    times = _times_met(edges)
+    people = _people(nodes, times)
+    colours, legend = _org_colours(people, org_colours)
+    named_orgs = {
+        colour: entry for entry, colour in ((e, e.colour) for e in legend) if colour != OTHER_COLOUR
+    }
+    org_of_colour: dict[str, str] = {}
+    for person in people:
+        colour = colours[person.id]
+        if colour in named_orgs and colour not in org_of_colour:
+            org_of_colour[colour] = person.org.strip()
+    ordered_colours = [e.colour for e in legend if e.colour in org_of_colour]
+    labels = [_short(org_of_colour[c], MAX_LEGEND_CHARS) for c in ordered_colours]
+    if any(colours[p.id] == OTHER_COLOUR for p in people):
+        ordered_colours.append(OTHER_COLOUR)
+        labels.append("other")
+    index = {colour: i for i, colour in enumerate(ordered_colours)}
+    size = len(ordered_colours)
+    counts = [[0] * size for _ in range(size)]
+    across = total = 0
+    org = {p.id: p.org.strip().casefold() for p in people}
+    for (a, b), n in times.items():
+        i, j = sorted((index[colours[a]], index[colours[b]]))
+        counts[i][j] += n
+        if i != j:
+            counts[j][i] += n
+        total += n
+        across += n if not org[a] or org[a] != org[b] else 0
+    met_someone = {member for pair in times for member in pair}
+    alone = sorted(
+        (p for p in people if p.id not in met_someone),
+        key=lambda p: ((p.full_name or p.label).casefold(), p.id),
+    )
+    share = across / total if total else 0.0
+    return MixingPlan(
+        orgs=tuple(labels),
+        colours=tuple(ordered_colours),
+        counts=tuple(tuple(row) for row in counts),
+        across_share=share,
+        never_met=tuple(
+            _short(p.full_name or p.label or "(erased)", MAX_LEGEND_CHARS) for p in alone[:MIXING_NAMES_SHOWN]
+        ),
+        never_met_count=len(alone),
+        subtitle=(
+            f"{len(people):,} people, {total:,} conversations, {100 * share:.0f}% across organisations. "
+            "Each cell: conversations between people of the two organisations."
+        ),
+    )
+
+
+MIXING_NAMES_SHOWN = 30
+
+
+def _times_met(edges: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str], int]:
+    """Pairs given twice (either order) merged; times_met < 1 and self-loops dropped."""
+    times: dict[tuple[str, str], int] = {}
+    for a, b, n in edges:
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise ValueError(f"times met for {a}-{b} must be a whole number, got {n!r}")
+        if a == b or n < 1:
+            continue
+        key = (a, b) if a <= b else (b, a)
+        times[key] = times.get(key, 0) + n
+    return times
+
+
 # --------------------------------------------------------------------------- layout helpers
 
 
@@ -416,11 +580,19 @@ def _people(nodes: Sequence[Node], pairs: Iterable[tuple[str, str]]) -> list[Nod
     return list(people.values())
 
 
-def _org_colours(people: Sequence[Node]) -> tuple[dict[str, str], tuple[LegendEntry, ...]]:
-    """Colour per person by organisation: the largest ten get colours, the rest grey."""
+def _org_colours(
+    people: Sequence[Node], fixed: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], tuple[LegendEntry, ...]]:
+    """Colour per person by organisation: ``fixed`` (one colouring for every chart in an email),
+    else the largest ten here get colours; the rest grey."""
     sizes = Counter(p.org.strip() for p in people if p.org.strip())
     ranked = sorted(sizes, key=lambda org: (-sizes[org], org.casefold(), org))
-    coloured = {org: ORG_PALETTE[i] for i, org in enumerate(ranked[: len(ORG_PALETTE)])}
+    if fixed is None:
+        coloured = {org: ORG_PALETTE[i] for i, org in enumerate(ranked[: len(ORG_PALETTE)])}
+    else:
+        palette_order = {colour: i for i, colour in enumerate(ORG_PALETTE)}
+        present = [org for org in ranked if org in fixed]
+        coloured = {org: fixed[org] for org in sorted(present, key=lambda o: palette_order.get(fixed[o], 99))}
     colours = {p.id: coloured.get(p.org.strip(), OTHER_COLOUR) for p in people}
     legend = [
         LegendEntry(f"{_short(org, MAX_LEGEND_CHARS)} ({sizes[org]:,})", colour)
@@ -630,14 +802,14 @@ def _drawn_people(
     positions: Mapping[str, tuple[float, float]],
     colours: Mapping[str, str],
     directions: Mapping[str, tuple[float, float]],
-    show_labels: bool,
+    named: Collection[str],
 ) -> dict[str, tuple[Any, ...]]:
-    """The people fields of a ``NetworkPlan``, in ``people``'s order."""
+    """The people fields of a ``NetworkPlan``, in ``people``'s order; only the ``named`` ids get a label."""
     return {
         "node_ids": tuple(p.id for p in people),
         "positions": tuple(positions[p.id] for p in people),
         "node_colours": tuple(colours[p.id] for p in people),
-        "labels": tuple(_short(p.label, MAX_LABEL_CHARS) if show_labels else "" for p in people),
+        "labels": tuple(_short(p.label, MAX_LABEL_CHARS) if p.id in named else "" for p in people),
         "label_directions": tuple(directions[p.id] for p in people),
     }
 
@@ -675,14 +847,15 @@ def _render_network(plan: NetworkPlan, title: str) -> bytes:
                 plan.segments,
                 colors=plan.edge_colours,
                 linewidths=plan.edge_widths,
+                linestyles=list(plan.edge_styles),
                 alpha=plan.edge_alpha,
-                capstyle="round",
+                capstyle="butt",
                 zorder=1,
             )
         )
     xs = [x for x, _ in plan.positions]
     ys = [y for _, y in plan.positions]
-    small = bool(any(plan.labels))
+    small = bool(any(plan.labels)) and len(plan.labels) <= LABEL_LIMIT
     # A white rim keeps small grey dots apart from grey lines underneath.
     axes.scatter(
         xs,
@@ -702,13 +875,17 @@ def _render_network(plan: NetworkPlan, title: str) -> bytes:
                 textcoords="offset points",
                 ha="left" if dx > 0.3 else "right" if dx < -0.3 else "center",
                 va="bottom" if dy > 0.3 else "top" if dy < -0.3 else "center",
-                fontsize=9,
+                fontsize=9 if small else 7.5,
                 zorder=3,
                 parse_math=False,
+                bbox=None
+                if small
+                else {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
             )
 
     edge_handles = [
-        Line2D([], [], color=e.colour, lw=e.line_width, label=_plain(e.label)) for e in plan.edge_legend
+        Line2D([], [], color=e.colour, lw=e.line_width, ls=e.line_style, label=_plain(e.label))
+        for e in plan.edge_legend
     ]
     _side_legend(figure, edge_handles, top=0.88, title=_plain(plan.edge_legend_title), fontsize=10)
     org_handles = [
@@ -743,7 +920,56 @@ def _side_legend(figure: Figure, handles: list[Line2D], *, top: float, title: st
     )
 
 
+def _render_mixing(plan: MixingPlan, title: str) -> bytes:
+    size = len(plan.orgs)
+    figure = Figure(figsize=(11.0, 9.0), dpi=DPI, facecolor="white")
+    _titles(figure, title, plan.subtitle)
+    axes = figure.add_axes((0.20, 0.22, 0.50, 0.64))
+    if not size:
+        axes.set_axis_off()
+        axes.text(0.5, 0.5, "Nobody yet", ha="center", va="center", fontsize=14, color="#777777")
+        return _to_png(figure)
+    axes.imshow(plan.counts, cmap="Blues", vmin=0, aspect="equal")
+    biggest = max((max(row) for row in plan.counts), default=0) or 1
+    for i, row in enumerate(plan.counts):
+        for j, value in enumerate(row):
+            if value:
+                axes.text(
+                    j,
+                    i,
+                    f"{value:,}",
+                    ha="center",
+                    va="center",
+                    fontsize=9 if size <= 8 else 7.5,
+                    color="white" if value > 0.6 * biggest else "#222222",
+                )
+    labels = [_plain(org) for org in plan.orgs]
+    axes.set_xticks(range(size), labels, rotation=40, ha="right", fontsize=9)
+    axes.set_yticks(range(size), labels, fontsize=9)
+    for ticks in (axes.get_xticklabels(), axes.get_yticklabels()):
+        for label, colour in zip(ticks, plan.colours, strict=True):
+            label.set_color(colour if colour != OTHER_COLOUR else "#555555")
+            label.set_fontweight("bold")
+    axes.tick_params(length=0)
+    for spine in axes.spines.values():
+        spine.set_visible(False)
+    axes.set_title(
+        "Diagonal: within one organisation ('other': between the smaller ones)",
+        fontsize=9,
+        color="#555555",
+        loc="left",
+    )
+    lines = [f"Not met anyone yet: {plan.never_met_count:,}"]
+    lines += [f"  {_plain(name)}" for name in plan.never_met]
+    if plan.never_met_count > len(plan.never_met):
+        lines.append(f"  ... and {plan.never_met_count - len(plan.never_met):,} more")
+    figure.text(0.76, 0.86, "\n".join(lines), fontsize=9, va="top", family="sans-serif")
+    return _to_png(figure)
+
+
 def _render_growth(plan: GrowthPlan, title: str) -> bytes:
+    if plan.round_x:
+        return _render_growth_with_rounds(plan, title)
     figure = Figure(figsize=(11.0, 6.5), dpi=DPI, facecolor="white")
     if not plan.x:
         _titles(figure, title, "")
@@ -752,6 +978,63 @@ def _render_growth(plan: GrowthPlan, title: str) -> bytes:
     _titles(figure, title, f"{plan.months[0]} to {plan.months[-1]}")
     top = figure.add_axes((0.08, 0.44, 0.88, 0.40))
     bottom = figure.add_axes((0.08, 0.10, 0.88, 0.26), sharex=top)
+    _draw_members_and_flows(plan, top, bottom)
+    return _to_png(figure)
+
+
+def _render_growth_with_rounds(plan: GrowthPlan, title: str) -> bytes:
+    """The members and flows panels, and below them the impact: conversations held per round
+    (bars) and the met rate (line), with a mark where the schedule changed."""
+    figure = Figure(figsize=(11.0, 9.0), dpi=DPI, facecolor="white")
+    _titles(figure, title, f"{plan.months[0]} to {plan.months[-1]}")
+    top = figure.add_axes((0.08, 0.60, 0.84, 0.27))
+    middle = figure.add_axes((0.08, 0.36, 0.84, 0.17), sharex=top)
+    bottom = figure.add_axes((0.08, 0.08, 0.84, 0.20), sharex=top)
+    _draw_members_and_flows(plan, top, middle)
+    middle.tick_params(labelbottom=False)
+    held = bottom.bar(plan.round_x, plan.conversations, width=0.7, color="#2ca02c", alpha=0.8)
+    if len(plan.round_x) <= 24:
+        bottom.bar_label(held, labels=[f"{v:,}" for v in plan.conversations], fontsize=8, padding=2)
+    bottom.set_ylim(0, max(max(plan.conversations), 1) * 1.3)
+    bottom.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+    rate = bottom.twinx()
+    rate.plot(plan.round_x, plan.met_rates, color="#333333", lw=1.8, marker="o", markersize=3.5)
+    rate.set_ylim(0, 110)
+    rate.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:.0f}%"))
+    rate.spines[["top"]].set_visible(False)
+    _panel_legend(
+        bottom,
+        [
+            Patch(
+                color="#2ca02c", alpha=0.8, label=f"conversations held ({sum(plan.conversations):,} in total)"
+            ),
+            Line2D([], [], color="#333333", lw=1.8, marker="o", markersize=3.5, label="met rate per round"),
+        ],
+    )
+    _month_axis(bottom, plan)
+    bottom.spines[["top"]].set_visible(False)
+    bottom.grid(axis="y", color="#e6e6e6", lw=0.8)
+    bottom.set_axisbelow(True)
+    for x, schedule in plan.changes:
+        for axes in (top, middle, bottom):
+            axes.axvline(x - 0.5, color="#7b3294", lw=1.2, ls=(0, (4, 2)), zorder=0)
+        # The label goes on the side of the line with room for it.
+        right_half = x > plan.x[-1] / 2
+        top.annotate(
+            _plain(_short(f"from here: {schedule}", 44)),
+            (x - 0.5, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(-4 if right_half else 4, -2),
+            textcoords="offset points",
+            fontsize=8.5,
+            color="#7b3294",
+            va="top",
+            ha="right" if right_half else "left",
+        )
+    return _to_png(figure)
+
+
+def _draw_members_and_flows(plan: GrowthPlan, top, bottom) -> None:
     thousands = FuncFormatter(lambda value, _pos: f"{value:,.0f}")
 
     top.plot(
@@ -793,11 +1076,24 @@ def _render_growth(plan: GrowthPlan, title: str) -> bytes:
     bottom.set_ylim(-(most_leaves + headroom), most_joins + headroom)
     bottom.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
     bottom.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{abs(value):,.0f}"))
-    bottom.legend(
-        handles=[
+    _panel_legend(
+        bottom,
+        [
             Patch(color="#3b7dc4", label=f"joined ({sum(plan.joins):,} in total)"),
             Patch(color="#e1812c", label=f"left ({-sum(plan.leaves):,} in total)"),
         ],
+    )
+    _month_axis(bottom, plan)
+
+    for axes in (top, bottom):
+        axes.spines[["top", "right"]].set_visible(False)
+        axes.grid(axis="y", color="#e6e6e6", lw=0.8)
+        axes.set_axisbelow(True)
+
+
+def _panel_legend(axes, handles: list) -> None:
+    axes.legend(
+        handles=handles,
         loc="lower left",
         bbox_to_anchor=(0, 1.0),
         frameon=False,
@@ -805,12 +1101,9 @@ def _render_growth(plan: GrowthPlan, title: str) -> bytes:
         ncols=2,
         borderaxespad=0.2,
     )
-    bottom.set_xticks([x for x, _ in plan.ticks], [label for _, label in plan.ticks])
-    # A few months of data would otherwise stretch into a handful of very wide bars.
-    bottom.set_xlim(-0.6, max(plan.x[-1], 5) + 0.6)
 
-    for axes in (top, bottom):
-        axes.spines[["top", "right"]].set_visible(False)
-        axes.grid(axis="y", color="#e6e6e6", lw=0.8)
-        axes.set_axisbelow(True)
-    return _to_png(figure)
+
+def _month_axis(axes, plan: GrowthPlan) -> None:
+    axes.set_xticks([x for x, _ in plan.ticks], [label for _, label in plan.ticks])
+    # A few months of data would otherwise stretch into a handful of very wide bars.
+    axes.set_xlim(-0.6, max(plan.x[-1], 5) + 0.6)

@@ -60,11 +60,12 @@ def compose(
     thread: Sequence[str] = (),
     reply_to: Sequence[str] = (),
     images: Mapping[str, bytes] | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> EmailMessage:
     """The email for ``notice``; ``now`` timezone-aware. The rest is mailer/headers.py's ``Framing``:
     ``message_id`` without brackets, ``thread`` the ids it answers (oldest first), ``reply_to``
-    (default: the programme address), ``images`` (content-id -> PNG)."""
-    framing = {"message_id": message_id, "thread": thread, "reply_to": reply_to, "images": images}
+    (default: the programme address), ``images`` (content-id -> PNG), ``files`` (name -> CSV)."""
+    framing = dict(message_id=message_id, thread=thread, reply_to=reply_to, images=images, files=files)
     return _compose(notice, rendered, settings, now=now, **framing)[0]
 
 
@@ -78,11 +79,12 @@ def outgoing_bytes(
     thread: Sequence[str] = (),
     reply_to: Sequence[str] = (),
     images: Mapping[str, bytes] | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> bytes:
     """What the outbox stores and sends for ``notice`` (arguments as ``compose``): the message on the
     wire, read back as a client reads it and checked against what was built (``ReadBackError``
     otherwise)."""
-    framing = {"message_id": message_id, "thread": thread, "reply_to": reply_to, "images": images}
+    framing = dict(message_id=message_id, thread=thread, reply_to=reply_to, images=images, files=files)
     msg, meant = _compose(notice, rendered, settings, now=now, **framing)
     data = message_bytes(msg)
     try:
@@ -102,6 +104,7 @@ def _compose(
     thread: Sequence[str] = (),
     reply_to: Sequence[str] = (),
     images: Mapping[str, bytes] | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> tuple[EmailMessage, Intended]:
     kind = notice.kind
     if now.tzinfo is None:
@@ -138,6 +141,12 @@ def _compose(
     # At the top: the email package writes it only into the parts it makes with set_content.
     msg.set_raw("MIME-Version", "1.0")
     _set_bodies(msg, kind, rendered, images or {})
+    for name, data in (files or {}).items():
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+\.csv", name):
+            raise ComposeError(
+                f"{kind}: attachment name {name!r} must be letters, digits, '_', '-', '.' and .csv"
+            )
+        msg.add_attachment(bytes(data), maintype="text", subtype="csv", filename=name)
     return msg, intended(msg, mailboxes, subject)
 
 

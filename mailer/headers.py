@@ -5,7 +5,7 @@ the Message-ID (new unless the notice chose one), the thread (a group's follow-u
 answer its introduction; an answer to a person continues their conversation), Reply-To (an
 introduction's replies go to the whole group; a confirmation's to our plus-address with its token;
 a forwarded message's to the person who wrote it)
-and the pictures (the organisers' summary).
+and the pictures and files (the organisers' summary).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from matcher.model import Notice, OutboxEntry
 from matcher.store import Store
 
 # The kinds whose replies go to every recipient: the people introduced talk among themselves.
-REPLY_TO_RECIPIENTS = frozenset({"intro"})
+REPLY_TO_RECIPIENTS = frozenset({"intro", "nudge"})
 # The kinds that pass on what a person wrote (to the organisers): replies go to that person.
 REPLY_TO_WRITER = frozenset({"unread"})
 # The kind that opens a group's thread; the group's other mail is threaded under it.
@@ -40,6 +40,7 @@ class Framing:
     thread: tuple[str, ...] = ()  # Message-IDs, oldest first: In-Reply-To is the last, References all
     reply_to: tuple[str, ...] = ()  # empty: the programme address
     images: Mapping[str, bytes] = field(default_factory=dict)
+    files: Mapping[str, bytes] = field(default_factory=dict)  # file name -> CSV bytes, attached
 
 
 def framing(store: Store, settings: MailSettings, notice: Notice) -> Framing:
@@ -50,6 +51,7 @@ def framing(store: Store, settings: MailSettings, notice: Notice) -> Framing:
         thread=tuple(notice.thread) or _group_thread(store, notice),
         reply_to=_reply_to(settings, notice),
         images=pictures.draw() if pictures is not None else {},
+        files=notice.values.get("attachments") or {},
     )
 
 

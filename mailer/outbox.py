@@ -57,7 +57,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -339,7 +338,7 @@ class Outbox:
         )
         try:
             recipients = normalise_recipients(notice.kind, notice.to)
-            body = outgoing_bytes(notice, rendered, self.settings, now=now, **_framing_arguments(frame))
+            body = outgoing_bytes(notice, rendered, self.settings, now=now, **vars(frame))
             body.decode("ascii")  # 7-bit, as SMTP without SMTPUTF8 needs
         except (ComposeError, UnicodeDecodeError) as exc:
             if isinstance(exc, ReadBackError):
@@ -629,13 +628,3 @@ BODY_FILE = re.compile(r"[0-9a-f]{32}\.eml")
 
 def _flat(text: str) -> str:
     return " ".join(str(text).split())
-
-
-def _framing_arguments(frame: Framing) -> dict[str, Any]:
-    """``compose``'s and ``outgoing_bytes``'s keyword arguments for a notice's framing."""
-    return {
-        "message_id": frame.message_id,
-        "thread": frame.thread,
-        "reply_to": frame.reply_to,
-        "images": frame.images,
-    }

@@ -38,6 +38,7 @@ intro              round_id, members (list of {name, org, about[, address]}), ho
                    meeting_week_start, meeting_week_end, followup_on
 followup           name, partners (list of names), round_id, meeting_week_start, meeting_week_end
 reminder           name, partners, round_id
+nudge              names (list), host, round_id, meeting_week_end: to a group nobody has heard from
 ghost              name, rounds (int)
 sit_out            name, round_id, next_round_on: nobody could be grouped with them this round
 meet_again         name, partners (list of names), wanted (False: the wish was taken back)
@@ -146,6 +147,7 @@ KINDS: Mapping[str, KindSpec] = {
     ),
     "followup": KindSpec(("name", "partners", "round_id", "meeting_week_start", "meeting_week_end")),
     "reminder": KindSpec(("name", "partners", "round_id")),
+    "nudge": KindSpec(("names", "host", "round_id", "meeting_week_end")),
     "ghost": KindSpec(("name", "rounds")),
     "sit_out": KindSpec(("name", "round_id", "next_round_on")),
     "meet_again": KindSpec(("name", "partners", "wanted")),
@@ -163,14 +165,17 @@ LIST_VALUES: Mapping[str, tuple[str, ...]] = {
     "help": ("commands",),
     "followup": ("partners",),
     "reminder": ("partners",),
+    "nudge": ("names",),
     "meet_again": ("partners",),
     "summary": ("figures", "rounds", "reasons", "ghosts", "disabled", "images", "disputed", "wrote"),
 }
 ROUND_COLUMNS = ("id", "groups", "met", "missed", "no_reply", "disputed")
 IMAGE_CAPTIONS = {
-    "growth": "Members over time",
-    "network": "This round: who met (green), who missed (red), disputed (amber), no reply (grey)",
-    "met_network": "Everyone who has met someone so far",
+    "growth": "Members over time; conversations held and the met rate per round",
+    "network": (
+        "This round: who met (green), who did not meet (red), did not confirm (red, dashed), disputed (amber)"
+    ),
+    "met_network": "Who has met whom so far (above 60 people: conversations between organisations)",
 }
 WRAP_WIDTH = 76
 _NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
@@ -465,6 +470,10 @@ def _prepare_summary(context: dict[str, Any]) -> dict[str, Any]:
         "images": [(name, IMAGE_CAPTIONS.get(name, name.replace("_", " "))) for name in images],
         "round_id": round_id,
         "label_width": max([len(label) for label, _ in figures] + [10]),
+        "attention": [
+            {**a, "row": [a.get("who", ""), a.get("why", ""), a.get("done", "")]}
+            for a in context.get("attention") or []
+        ],
     }
 
 

@@ -69,6 +69,12 @@ SAMPLE_VALUES: Mapping[str, Mapping[str, Any]] = {
         "meeting_week_end": date(2026, 12, 13),
         "followup_on": date(2026, 12, 14),
     },
+    "nudge": {
+        "names": ["Alice Able", "Bob Baker"],
+        "host": "Alice Able",
+        "round_id": "2026-12",
+        "meeting_week_end": date(2026, 12, 13),
+    },
     "followup": {
         "name": "Bob Baker",
         "partners": ["Alice Able"],
@@ -111,6 +117,14 @@ SAMPLE_VALUES: Mapping[str, Mapping[str, Any]] = {
                 "text": "We keep missing each other, can you help?",
             }
         ],
+        "themes": [
+            {"theme": "too busy", "count": 1, "examples": ["too busy"]},
+            {"theme": "leave", "count": 1, "examples": ["holiday"]},
+        ],
+        "attention": [
+            {"who": "Fay <fay@example.org>", "why": "silent 2 rounds in a row", "done": "reminded"}
+        ],
+        "schedule": "the first Monday of every month, meeting week 1",
         "ghosts": ["Dan"],
         "disabled": [{"name": "Eve", "address": "eve@example.org"}],
         "images": ["growth", "network"],

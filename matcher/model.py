@@ -21,7 +21,7 @@ from typing import Any, Self
 MemberStatus = StrEnum("MemberStatus", ["PENDING", "ACTIVE", "PAUSED", "LEFT", "DISABLED"])
 RoundState = StrEnum("RoundState", ["STARTED", "CLOSED"])
 # A round's steps, in order; each is done once and recorded in ``Round.steps_done``.
-RoundStep = StrEnum("RoundStep", ["INTROS", "FOLLOWUPS", "REMINDERS", "CLOSED", "SUMMARY"])
+RoundStep = StrEnum("RoundStep", ["INTROS", "NUDGES", "FOLLOWUPS", "REMINDERS", "CLOSED", "SUMMARY"])
 # DISPUTED is a group's result only (never one member's answer): one member said met and another missed.
 Result = StrEnum("Result", ["MET", "MISSED", "NO_REPLY", "DISPUTED"])
 # What became of an inbound message (DUPLICATE is reported, never stored).
@@ -134,6 +134,7 @@ class Round(Record):
     closed_at: datetime | None = None
     steps_done: list[RoundStep] = field(default_factory=list)  # idempotency of the round's steps
     unpaired: list[str] = field(default_factory=list)  # member ids nobody could be grouped with (told so)
+    schedule: str = ""  # Calendar.schedule when the round started ("" before it was kept)
 
 
 @dataclass

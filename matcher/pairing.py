@@ -6,8 +6,8 @@ pairing, whatever the order of `people`.
 Priorities, strictly lexicographic (see matcher/pairing_cost.py for how they are weighed):
 1. fewest repeated pairings (two people ever in a group together; a triple counts 3 pairings),
 2. fewest same-organisation pairings (an empty organisation never matches),
-3. among repeats, pairs who met longest ago,
-4. nobody in the triple twice in a row while avoidable.
+3. a fair triple: nobody in it again while someone in the same position has been in fewer,
+4. among repeats, pairs who met longest ago.
 Hosts rotate: a group's host is the member who hosted least recently (never first), ties by seed.
 
 People's wishes come on top: a pair someone asked never to be grouped with is a hard constraint

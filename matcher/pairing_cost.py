@@ -1,19 +1,24 @@
 """The cost model of a pairing: what a group costs, derived from past rounds.
 
-A solution is ranked by the tuple (never, repeats, same_org, recency, triple_again), strictly
+A solution is ranked by the tuple (never, repeats, same_org, triple_share, recency), strictly
 lexicographically; "never" counts the pairs someone asked never to be grouped with, so the solvers
 avoid them first and matcher/pairing.py has someone sit out when they cannot. Every term is a small
 non-negative count, so the tuple is folded into one integer with multipliers larger than the largest
 possible sum of the lower terms; an exact minimum of that integer is then the lexicographic optimum,
 and blossom (which needs integer weights to stay exact) can work on it directly.
+
+"triple_share" keeps the triple fair: each person present is ranked by how many triples they have
+been in (0 = fewest), and a triple member of rank r > 0 costs 4 ** (r - 1). One person a rank
+higher then costs more than three people a rank lower, so nobody is put in the triple again while
+someone in the same position (no worse on the higher terms) has been in fewer.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain, combinations
+from itertools import combinations
 from typing import Protocol
 
 _NEVER = -(2**62)
@@ -31,22 +36,28 @@ class Weights:
     repeat: int
     same_org: int
     recency: int
-    triple_again: int
+    triple_share: int
+
+
+# Ranks above this cost the same: 4 ** (_TRIPLE_RANKS - 1) is the largest triple_share term.
+_TRIPLE_RANKS = 3
+_MAX_TRIPLE_SHARE = 3 * 4 ** (_TRIPLE_RANKS - 1)
 
 
 def weights_for(people_count: int, distinct_rounds: int) -> Weights:
     """Multipliers that make the folded integer cost exactly lexicographic.
 
     With n people there are at most n//2 + 2 pairings (a triple counts 3), each recency term is
-    at most `distinct_rounds`, and at most 3 people can be "in a triple again".
+    at most `distinct_rounds`, and the triple_share terms of one triple sum to at most
+    _MAX_TRIPLE_SHARE.
     """
     pairings = people_count // 2 + 2
-    triple_again = 1
-    recency = 4 * triple_again
-    same_org = recency * (pairings * max(distinct_rounds, 1) + 1)
+    recency = 1
+    triple_share = recency * (pairings * max(distinct_rounds, 1) + 1)
+    same_org = triple_share * (_MAX_TRIPLE_SHARE + 1)
     repeat = same_org * (pairings + 1)
     never = repeat * (pairings + 1)
-    return Weights(never=never, repeat=repeat, same_org=same_org, recency=recency, triple_again=triple_again)
+    return Weights(never=never, repeat=repeat, same_org=same_org, recency=recency, triple_share=triple_share)
 
 
 @dataclass
@@ -58,7 +69,8 @@ class CostModel:
     # and the keys include whole triples (harmless: a lookup is always of two people).
     met: dict[tuple[str, ...], int]
     recency_rank: dict[int, int]  # past round -> 1 (oldest) .. number of rounds
-    recent_triple: frozenset[str]  # people whose latest round put them in a triple
+    # person -> 4 ** (rank - 1) for rank > 0 by triples been in among the people present (module doc)
+    triple_share: dict[str, int]
     last_hosted: dict[str, int]  # person -> latest round they hosted
     weights: Weights
     # Pairs someone asked never to be grouped with, in both orders (a hard constraint).
@@ -82,7 +94,7 @@ class CostModel:
         return cost
 
     def triple_extra(self, person: str) -> int:
-        return self.weights.triple_again if person in self.recent_triple else 0
+        return self.weights.triple_share * self.triple_share.get(person, 0)
 
     def group_cost(self, members: Sequence[str]) -> int:
         if len(members) == 2:
@@ -143,39 +155,27 @@ def build_cost_model(
         for a, b in combinations(members[position], 2):
             if met.get((a, b), _NEVER) < rnd:
                 met[(a, b)] = rnd
-    recent_triple = _last_in_triple(rounds, members, triples)
+    triple_share = _triple_shares(orgs, members, triples)
 
     recency_rank = {rnd: rank for rank, rnd in enumerate(sorted(set(rounds)), start=1)}
     return CostModel(
         org=orgs,
         met=met,
         recency_rank=recency_rank,
-        recent_triple=recent_triple,
+        triple_share=triple_share,
         last_hosted=last_hosted,  # type: ignore[arg-type]
         weights=weights_for(len(orgs), len(recency_rank)),
         never=never,
     )
 
 
-def _last_in_triple(rounds: list[int], members: list[tuple[str, ...]], triples: list[int]) -> frozenset[str]:
-    """People whose latest round (rounds sorted ascending) put them in a group of 3 or more.
-
-    Scans the history once from the end, testing every member against the small set of
-    triple members only, so no per-person index is built.
-    """
-    candidates = {person for position in triples for person in members[position]}
-    if not candidates:
-        return frozenset()
-    found: set[str] = set()
-    seen_later: set[str] = set()
-    end = len(rounds)
-    pending = sorted(triples, reverse=True)
-    while end > 0:
-        start = bisect_left(rounds, rounds[end - 1], 0, end)
-        in_round = candidates.intersection(chain.from_iterable(members[start:end]))
-        for position in pending:
-            if start <= position < end:
-                found.update(p for p in members[position] if p not in seen_later)
-        seen_later |= in_round
-        end = start
-    return frozenset(found)
+def _triple_shares(
+    orgs: dict[str, str], members: list[tuple[str, ...]], triples: list[int]
+) -> dict[str, int]:
+    """The triple_share term of each person present who has been in more triples than the fewest."""
+    counts = Counter(person for position in triples for person in members[position] if person in orgs)
+    if not counts:
+        return {}
+    levels = sorted({counts.get(person, 0) for person in orgs})
+    rank = {count: min(index, _TRIPLE_RANKS) for index, count in enumerate(levels)}
+    return {person: 4 ** (rank[count] - 1) for person, count in counts.items() if rank[count] > 0}

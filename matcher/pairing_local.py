@@ -74,11 +74,11 @@ def _initial_groups(order: list[str], model: CostModel) -> list[list[str]]:
 
 
 def _pick_triple(order: list[str], model: CostModel) -> list[str]:
-    """Three people from the end of the order, avoiding last round's triple and conflicts.
+    """Three people from the end of the order, among those in fewest triples, avoiding conflicts.
 
     Looks at a bounded number of candidates; whatever conflict remains is the swaps' job.
     """
-    fresh = [p for p in reversed(order[-_TRIPLE_SCAN:]) if p not in model.recent_triple]
+    fresh = [p for p in reversed(order[-_TRIPLE_SCAN:]) if model.triple_extra(p) == 0]
     picked: list[str] = []
     for person in fresh:
         if all(model.pair_cost(person, other) == 0 for other in picked):

@@ -218,6 +218,7 @@ def start_round(store: Store, dates: RoundDates, now: datetime, *, seed: int | N
         seed=seed,
         created_at=now,
         unpaired=list(pairing.unpaired),
+        schedule=dates.schedule,
     )
     groups = [
         Group(round_id=dates.round_id, number=n, members=list(g.members), host=g.host)

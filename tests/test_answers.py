@@ -157,3 +157,10 @@ def test_welsh_outlook_quote_header_ends_the_reply():
         "At: Ann\nPwnc: x"
     )
     assert strip_reply(text) == "Do"
+
+
+def test_a_missed_verb_then_a_dash_leaves_the_reason_as_written() -> None:
+    answer = read_answer("didn't meet - I was on leave")
+    assert answer is not None and (answer.outcome, answer.comment) == (Outcome.MISSED, "I was on leave")
+    kept = read_answer("Met. Lovely chat - we're meeting again in April.")
+    assert kept is not None and kept.comment.startswith("Lovely chat")

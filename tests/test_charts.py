@@ -24,12 +24,15 @@ from mailer.charts import (
     Edge,
     MonthPoint,
     Node,
+    RoundPoint,
     growth_chart_png,
     met_network_png,
     month_index,
     month_ticks,
+    organisation_colours,
     plan_growth,
     plan_met_network,
+    plan_mixing,
     plan_round_network,
     round_network_png,
 )
@@ -175,9 +178,16 @@ def test_round_network_is_a_png_and_draws_each_edge_in_its_outcome_colour():
     outcome_counts = Counter(e.outcome for e in last)
     assert [entry.label for entry in plan.edge_legend] == [
         f"met ({outcome_counts['met']})",
-        f"missed ({outcome_counts['missed']})",
-        f"no reply ({outcome_counts['no_reply']})",
+        f"did not meet ({outcome_counts['missed']})",
+        f"did not confirm ({outcome_counts['no_reply']})",
     ]
+    # The seeds' convention: both kinds of pair that did not meet are red, told apart by the line.
+    styles = {
+        e.outcome: (colour, style)
+        for e, colour, style in zip(last, plan.edge_colours, plan.edge_styles, strict=True)
+    }
+    assert styles["missed"][0] == styles["no_reply"][0] == "#d62728"
+    assert styles["missed"][1] == "solid" and styles["no_reply"][1] != "solid"
     assert_sensible_png(round_network_png(people, last, title="Round 3"))
 
 
@@ -207,11 +217,14 @@ def test_round_network_places_every_person_apart_and_each_group_in_its_own_cell(
         assert math.dist(positions[edge.a], positions[edge.b]) < 1.0
 
 
-def test_round_network_labels_only_small_programmes():
+def test_round_network_names_everyone_in_small_programmes_and_only_red_pairs_in_large_ones():
     small, small_edges, _ = programme(LABEL_LIMIT)
     big, big_edges, _ = programme(LABEL_LIMIT + 2)
     assert all(plan_round_network(small, small_edges).labels)
-    assert not any(plan_round_network(big, big_edges).labels)
+    plan = plan_round_network(big, big_edges)
+    in_red = {m for e in big_edges if e.outcome in ("missed", "no_reply") for m in (e.a, e.b)}
+    named = {node for node, label in zip(plan.node_ids, plan.labels, strict=True) if label}
+    assert in_red and named == in_red
 
 
 @pytest.mark.parametrize(
@@ -388,7 +401,61 @@ def test_a_disputed_group_is_drawn_amber_and_named_in_the_legend_only_when_prese
     nodes = [Node(x, x.upper(), "Acme") for x in "abcd"]
     plan = plan_round_network(nodes, [Edge("a", "b", "disputed"), Edge("c", "d", "met")])
     assert set(plan.edge_colours) == {OUTCOME_COLOURS["disputed"], OUTCOME_COLOURS["met"]}
-    assert [e.label for e in plan.edge_legend] == ["met (1)", "disputed (1)", "missed (0)", "no reply (0)"]
+    assert [e.label for e in plan.edge_legend] == [
+        "met (1)",
+        "disputed (1)",
+        "did not meet (0)",
+        "did not confirm (0)",
+    ]
     assert OUTCOME_COLOURS["disputed"] not in ORG_PALETTE
     without = plan_round_network(nodes, [Edge("a", "b", "met")])
     assert "disputed" not in " ".join(e.label for e in without.edge_legend)
+
+
+# --------------------------------------------------------------------------- one email, many sizes
+
+
+def test_an_organisation_keeps_its_colour_in_every_picture_of_an_email():
+    people, last, met = programme(40)
+    colours = organisation_colours(p.org for p in people)
+    some = {p.id for p in people[:20]}
+    round_edges = [e for e in last if e.a in some and e.b in some]
+    round_plan = plan_round_network(people[:20], round_edges, org_colours=colours)
+    met_plan = plan_met_network(people, met, org_colours=colours)
+    org_of = {p.id: p.org for p in people}
+    for plan in (round_plan, met_plan):
+        for node, colour in zip(plan.node_ids, plan.node_colours, strict=True):
+            assert colour == colours.get(org_of[node], OTHER_COLOUR)
+
+
+def test_above_the_label_limit_who_met_whom_is_an_organisation_mixing_matrix():
+    people, _, met = programme(LABEL_LIMIT + 40, rounds=3)
+    lonely = Node("alone", "Al", "Org 0", full_name="Al Lone")
+    plan = plan_mixing([*people, lonely], met)
+    total = sum(n for _, _, n in met)
+    # Each conversation is in one cell (two mirrored cells when it crossed organisations).
+    upper = sum(plan.counts[i][j] for i in range(len(plan.orgs)) for j in range(i, len(plan.orgs)))
+    assert upper == total
+    assert all(
+        plan.counts[i][j] == plan.counts[j][i] for i in range(len(plan.orgs)) for j in range(len(plan.orgs))
+    )
+    assert "Al Lone" in plan.never_met and plan.never_met_count >= 1
+    org = {p.id: p.org for p in people}
+    across = sum(n for a, b, n in met if org[a] != org[b])
+    assert plan.across_share == pytest.approx(across / total)
+    assert_sensible_png(met_network_png([*people, lonely], met, title="Who met whom"))
+
+
+def test_the_growth_chart_carries_conversations_met_rates_and_schedule_changes():
+    points = [MonthPoint(f"2026-{m:02d}", 10 + m, 1, 0) for m in range(1, 7)]
+    rounds = [
+        RoundPoint("2026-01", 5, 4, ""),  # kept no schedule: no mark where it starts to
+        RoundPoint("2026-02", 5, 4, "monthly, meeting week 1"),
+        RoundPoint("2026-03", 6, 3, "monthly, meeting week 1"),
+        RoundPoint("2026-05", 6, 6, "every 2 months, meeting week 1"),
+    ]
+    plan = plan_growth(points, rounds)
+    assert plan.round_x == (0, 1, 2, 4) and plan.conversations == (4, 4, 3, 6)
+    assert plan.met_rates == (80.0, 80.0, 50.0, 100.0)
+    assert plan.changes == ((4, "every 2 months, meeting week 1"),)
+    assert_sensible_png(growth_chart_png(points, title="Growth", rounds=rounds))

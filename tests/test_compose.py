@@ -272,6 +272,8 @@ def test_recipient_addresses_are_read_as_the_email_package_reads_them(addr_spec:
         expected = Address(display_name="Ann", addr_spec=addr_spec)
     except Exception:
         return  # refused either way (ComposeError): covered by the tests above
+    if not expected.username or not expected.domain:
+        return  # '""@0': the email package takes an empty local part; we refuse it on purpose
     assert address_of("welcome", addr_spec, "Ann") == expected
 
 

@@ -13,6 +13,7 @@ import random
 import re
 import subprocess
 import sys
+from collections import Counter
 from functools import cache
 from itertools import combinations
 from pathlib import Path
@@ -359,9 +360,10 @@ def test_last_triple_is_not_in_the_triple_again_when_avoidable() -> None:
         assert result.repeats == 0
 
 
-def test_triple_rotation_looks_at_each_persons_latest_round() -> None:
-    # a and b were in a triple, then paired since (with people who have left): they may be in
-    # the triple again. c missed the next round and d's latest group was a triple: they may not.
+def test_the_triple_goes_to_whoever_has_been_in_fewest_when_nothing_higher_is_at_stake() -> None:
+    # a, b and c met in a triple, so one of them must be in this round's triple (two pairs from
+    # a, b, c, d would repeat); d has been in a triple too, e, f and g never: the triple is one of
+    # a, b, c with two of e, f, g, never d, whose place an untripled person can take.
     people = [Person(x, x) for x in "abcdefg"]
     history = [
         PastGroup(1, ("a", "b", "c")),
@@ -369,13 +371,39 @@ def test_triple_rotation_looks_at_each_persons_latest_round() -> None:
         PastGroup(2, ("b", "gone2")),
         PastGroup(2, ("d", "gone3", "gone4")),
     ]
-    triples = []
+    seen = set()
     for seed in range(20):
         result = make_pairing(people, history, seed)
         assert result.repeats == 0
-        triples.append(set(next(g for g in result.groups if len(g.members) == 3).members))
-    assert all(not triple & {"c", "d"} for triple in triples)
-    assert any(triple & {"a", "b"} for triple in triples)
+        triple = set(next(g for g in result.groups if len(g.members) == 3).members)
+        assert len(triple & {"a", "b", "c"}) == 1 and "d" not in triple
+        seen |= triple
+    assert seen >= {"a", "b", "c"}
+
+
+@pytest.mark.parametrize("people_count", [11, 13, 21])
+def test_over_24_rounds_the_triples_are_shared_out_evenly(people_count: int) -> None:
+    # Organisations that never force anyone into the triple (the largest has 3 people). Within a
+    # round, avoiding repeats may put someone in a triple early; over the year it evens out.
+    people = [Person(f"p{i:02d}", f"org{i % (people_count // 2)}") for i in range(people_count)]
+    history: list[PastGroup] = []
+    for rnd in range(1, 25):
+        result = make_pairing(people, history, seed=rnd)
+        history.extend(PastGroup(rnd, group.members, group.host) for group in result.groups)
+    counts = Counter(p for g in history if len(g.members) == 3 for p in g.members)
+    shares = [counts[person.id] for person in people]
+    assert max(shares) == -(-24 * 3 // people_count)  # the fewest the busiest person can have
+    assert max(shares) - min(shares) <= 1
+
+
+def test_same_organisation_outranks_a_fair_triple() -> None:
+    # c is the only one of org z: with one of each organisation in the triple, nobody meets a
+    # colleague, so c is in every triple however often c has been in one.
+    people = [Person("a1", "x"), Person("a2", "x"), Person("b1", "y"), Person("b2", "y"), Person("c", "z")]
+    history = [PastGroup(r, ("a1", "b1", "c")) for r in range(1, 4)]
+    result = make_pairing(people, history, seed=1)
+    assert result.same_org == 0
+    assert "c" in next(g for g in result.groups if len(g.members) == 3).members
 
 
 def test_host_is_the_member_who_hosted_least_recently() -> None:

@@ -194,6 +194,10 @@ def test_summary_text_carries_the_figures_as_a_table_and_html_the_images(
     assert "      We keep missing each other, can you help?" in lines
     assert "We keep missing each other" in r.html and "Disputed" in r.html
     assert "too busy" in r.text and "Dan" in r.text and "Eve <eve@example.org>" in r.text
+    assert "  too busy: 1" in lines and '      "holiday"' in lines  # reasons by theme, verbatim examples
+    assert "  - Fay <fay@example.org>: silent 2 rounds in a row. We: reminded." in lines
+    assert "Schedule: the first Monday of every month, meeting week 1" in lines
+    assert "Fay &lt;fay@example.org&gt;</td>" in r.html and "silent 2 rounds in a row</td>" in r.html
     assert 'src="cid:growth"' in r.html and 'src="cid:network"' in r.html
     assert "growth.png" in r.text
     assert "<td" in r.html and "2026-11" in r.html and "Eve &lt;eve@example.org&gt;" in r.html

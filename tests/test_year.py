@@ -16,6 +16,7 @@ in which round, how each group ended, who has been silent for how long.
 
 from __future__ import annotations
 
+import csv
 import io
 import random
 import re
@@ -718,9 +719,15 @@ def figure(text: str, label: str) -> str:
     return matched.group(1)
 
 
+def figures_of(text: str) -> list[tuple[str, str]]:
+    """The summary's figure lines: label, then the value after two or more spaces."""
+    return re.findall(r"^(\S.*?)\s{2,}(\S+)[ \t\r]*$", text, re.MULTILINE)
+
+
 def check_summaries(year: Year) -> None:
     """Twelve summaries to the organiser: pictures inline by cid, figures as people answered."""
     summaries = [d for d in year.postbox.all() if d.kind == "summary"]
+    joined: list[int] = []
     assert [d.round_id for d in summaries] == [log.round_id for log in year.rounds[:ROUNDS]]
     for log, summary in zip(year.rounds, summaries, strict=False):
         assert summary.envelope_to == (ORGANISER,) and summary.to == (ORGANISER,)
@@ -738,8 +745,22 @@ def check_summaries(year: Year) -> None:
         for label, result in (("Met", "met"), ("Missed", "missed"), ("No reply", "no_reply")):
             assert figure(text, label) == str(results[result]), f"{log.round_id}: {results}"
         assert figure(text, "Ghosts paused") == str(len(log.ghosts_expected))
-        for reason in (r for g in log.groups for r in g.reasons):
-            assert reason in text, f"summary {log.round_id} lacks the reason {reason!r}"
+        assert figure(text, "Disputed") == "0"  # in this year nobody contradicts a partner
+        # Every reason as written, in the attached CSV; the text groups them by theme.
+        attached = {
+            part.get_filename(): part.get_payload(decode=True).decode("utf-8")
+            for part in summary.message.iter_attachments()
+            if part.get_content_type() == "text/csv"
+        }
+        reasons_csv = attached[f"reasons-{log.round_id}.csv"]
+        rows = list(csv.DictReader(io.StringIO(reasons_csv)))
+        given = [r for g in log.groups for r in g.reasons]
+        assert sorted(row["reason"] for row in rows) == sorted(given), f"summary {log.round_id}"
+        for theme, count in Counter(row["theme"] for row in rows).items():
+            assert f"  {theme}: {count}" in text.splitlines(), f"summary {log.round_id}: theme {theme}"
+        joined.append(int(next(v for k, v in figures_of(text) if k.startswith("Joined "))))
+    # Joins are counted since the summary before, so each join is counted exactly once.
+    assert sum(joined) == sum(WAVE_SIZES), joined
 
 
 def check_nothing_sent_twice(year: Year) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -10,11 +12,14 @@ from pathlib import Path
 from time import sleep as time_sleep
 from typing import TYPE_CHECKING, Any
 
-from matcher.calendar import Calendar
+from matcher.calendar import Calendar, describe_schedule
 from matcher.clock import Clock, SystemClock
+from matcher.model import Notice
 from matcher.private_files import private_folder
+from matcher.skips import skipped_rounds
 from matcher.store import Store
-from unmentoring.config import WEEKDAYS, Config, parse_cadence
+from unmentoring.config import WEEKDAYS, Config, parse_cadence, skip_months
+from unmentoring.csv_cells import write_csv
 from unmentoring.upcoming import upcoming_round
 
 if TYPE_CHECKING:  # the working parts are built, and their modules imported, when first used
@@ -40,7 +45,32 @@ def calendar_from_config(config: Config) -> Calendar:
         meeting_week=programme.meeting_week,
         followup_weekday=WEEKDAYS.index(programme.followup_day.lower()),
         reminder_after_days=programme.reminder_after_days,
+        every_months=programme.every_months,
+        skip_months=skip_months(programme, config.source),
+        nudge_after_days=programme.nudge_after_days,
     )
+
+
+def summary_notice(
+    store: Store, round_id: str, now: datetime, mail: MailSettings, config: Config, calendar: Calendar
+) -> Notice:
+    """The organisers' summary with the full list of reasons attached as CSV (written here, by the one
+    CSV writer, whose cells are safe to open in a spreadsheet)."""
+    from mailer.insight import REASON_COLUMNS
+    from mailer.summary import build_summary
+
+    notice = build_summary(
+        store,
+        round_id,
+        mail,
+        now=now,
+        schedule=describe_schedule(calendar),
+        ghost_rounds=config.limits.ghost_rounds,
+    )
+    out = io.StringIO()
+    write_csv(out, REASON_COLUMNS, notice.values["reason_rows"])
+    notice.values["attachments"] = {f"reasons-{round_id}.csv": out.getvalue().encode("utf-8")}
+    return notice
 
 
 @dataclass
@@ -61,7 +91,7 @@ class App:
         private_folder(config.data_dir)
         store = Store.open(config.database_path, wait=wait, backup_every=backup_every)
         try:
-            calendar = calendar_from_config(config)
+            calendar = dataclasses.replace(calendar_from_config(config), skipped=skipped_rounds(store))
         except BaseException:
             store.close()
             raise
@@ -103,17 +133,16 @@ class App:
 
     @cached_property
     def cycle(self) -> Cycle:
-        from mailer.summary import build_summary
         from matcher import tokens
         from unmentoring.cycle import Cycle
 
-        mail = self.mail
+        mail, config, calendar = self.mail, self.config, self.calendar
         return Cycle(
             self.store,
             self.calendar,
             self.config.limits,
             queue=self.outbox.queue_many,
-            summarise=lambda s, round_id, now: build_summary(s, round_id, mail),
+            summarise=lambda s, round_id, now: summary_notice(s, round_id, now, mail, config, calendar),
             member_token=lambda s, member, now: tokens.member_token(s, member, now).token,
         )
 

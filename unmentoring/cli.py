@@ -15,12 +15,14 @@ import click
 
 from unmentoring.cli_auth import make_auth_group
 from unmentoring.cli_members import make_members_group
+from unmentoring.cli_report import make_report_group
 from unmentoring.cli_rounds import (
     make_outbox_group,
     make_round_group,
     make_status_command,
     make_summary_command,
 )
+from unmentoring.cli_schedule import make_skip_command
 from unmentoring.config import Config, ConfigError, Mode, find_config_path, load_config
 from unmentoring.sandbox_cli import make_sandbox_group
 
@@ -331,8 +333,10 @@ def current_config() -> Config:
 main.add_command(make_status_command(open_app), "status")
 main.add_command(make_members_group(open_app), "members")
 main.add_command(make_round_group(open_app), "round")
+main.commands["round"].add_command(make_skip_command(open_app))  # type: ignore[attr-defined]
 main.add_command(make_outbox_group(open_app), "outbox")
 main.add_command(make_summary_command(open_app), "summary")
+main.add_command(make_report_group(open_app), "report")
 main.add_command(make_sandbox_group(current_config), "sandbox")
 main.add_command(make_auth_group(current_config), "auth")
 

@@ -6,12 +6,17 @@ import csv
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import click
 
+from mailkit.addresses import canonical_address
+from matcher import members as member_ops
+from matcher import tokens
+from matcher.history import parse_date
 from matcher.model import Member, MemberStatus, Notice
 from unmentoring.csv_cells import restore, write_csv
 
@@ -39,6 +44,8 @@ class ImportRow:
     name: str
     org: str
     about: str
+    joined_on: date | None = None  # the sign-up form's Timestamp, when --joined-column names it
+    frequency: int | None = None
 
 
 class ImportRefused(click.ClickException):
@@ -75,7 +82,6 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
     @click.argument("address")
     def show(address: str) -> None:
         """Everything held about one member, as JSON."""
-        from matcher import members as member_ops
 
         with open_app() as app:
             member = _require(app, address)
@@ -100,7 +106,6 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
     @click.argument("address")
     def remove(address: str) -> None:
         """Mark a member as left (no email is sent)."""
-        from matcher import members as member_ops
 
         with open_app() as app, app.store.transaction():
             member = _require(app, address)
@@ -113,6 +118,8 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
     @click.option("--name-column", default="name", show_default=True)
     @click.option("--org-column", default="organisation", show_default=True)
     @click.option("--about-column", default="about", show_default=True)
+    @click.option("--joined-column", default="", help="Original join dates, e.g. the form's Timestamp.")
+    @click.option("--frequency-column", default="", help="Every how many rounds (1, 2 or 3).")
     @click.option("--dry-run", is_flag=True, help="Check every row and report, changing nothing.")
     def import_members(
         csv_file: TextIO,
@@ -120,6 +127,8 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
         name_column: str,
         org_column: str,
         about_column: str,
+        joined_column: str,
+        frequency_column: str,
         dry_run: bool,
     ) -> None:
         """Import members from a CSV export of a sign-up form or spreadsheet.
@@ -127,23 +136,20 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
         Every row is checked first; if any row is bad, the bad rows are reported by line number and nothing
         is imported.
         """
-        try:
-            text = csv_file.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise ImportRefused(
-                f"{csv_file}: not UTF-8 text (byte {exc.start}); save it from the spreadsheet as "
-                "'CSV UTF-8' and try again; nothing imported"
-            ) from None
+        text = read_spreadsheet_csv(csv_file)
         rows, problems = read_import_rows(
-            io.StringIO(text, newline=""), email_column, name_column, org_column, about_column
+            io.StringIO(text, newline=""),
+            email_column,
+            name_column,
+            org_column,
+            about_column,
+            (joined_column, frequency_column),
         )
         for problem in problems:
             click.echo(problem, err=True)
         if problems:
             raise ImportRefused(f"{len(problems)} bad row(s); nothing imported")
         from tqdm import tqdm
-
-        from matcher import members as member_ops
 
         with open_app() as app:
             new = [r for r in rows if not member_ops.is_member(member_ops.find_member(app.store, r.address))]
@@ -172,14 +178,33 @@ def make_members_group(open_app: Callable[[], App]) -> click.Group:
     return members
 
 
+def read_spreadsheet_csv(path: Path) -> str:
+    """A CSV file saved from a spreadsheet, as text; ImportRefused saying how to save it otherwise."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportRefused(
+            f"{path}: not UTF-8 text (byte {exc.start}); save it from the spreadsheet as "
+            "'CSV UTF-8' and try again; nothing imported"
+        ) from None
+
+
 def read_import_rows(
-    source: TextIO, email_column: str, name_column: str, org_column: str, about_column: str
+    source: TextIO,
+    email_column: str,
+    name_column: str,
+    org_column: str,
+    about_column: str,
+    history_columns: tuple[str, str] = ("", ""),
 ) -> tuple[list[ImportRow], list[str]]:
-    """The rows to import and one message per bad row ("line N: ..."); the header is line 1."""
+    """The rows to import and one message per bad row ("line N: ..."); the header is line 1.
+    ``history_columns``: the join date and frequency columns, "" for none."""
     reader = csv.DictReader(source)
     columns = reader.fieldnames or []
-    if email_column not in columns:
-        return [], [f"line 1: no column {email_column!r} (columns: {', '.join(columns) or 'none'})"]
+    for column in (email_column, *history_columns):
+        if column and column not in columns:
+            return [], [f"line 1: no column {column!r} (columns: {', '.join(columns) or 'none'})"]
+    joined_column, frequency_column = history_columns
     rows: list[ImportRow] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
@@ -193,6 +218,7 @@ def read_import_rows(
                 record.get(org_column) or "",
                 record.get(about_column) or "",
             )
+            row = _with_history(line, row, record, joined_column, frequency_column)
         except click.BadParameter as exc:
             problems.append(exc.message)
             continue
@@ -205,7 +231,6 @@ def read_import_rows(
 
 
 def _check_row(line: int, address: str, name: str, org: str, about: str) -> ImportRow:
-    from mailkit.addresses import canonical_address
 
     canonical = canonical_address(address)
     if not canonical or "@" not in canonical:
@@ -217,9 +242,23 @@ def _check_row(line: int, address: str, name: str, org: str, about: str) -> Impo
     return ImportRow(line, canonical, restore(name.strip()), restore(org.strip()), restore(about.strip()))
 
 
+def _with_history(
+    line: int, row: ImportRow, record: dict[str, str], joined_column: str, frequency_column: str
+) -> ImportRow:
+    joined = (record.get(joined_column) or "").strip() if joined_column else ""
+    frequency = (record.get(frequency_column) or "").strip() if frequency_column else ""
+    try:
+        joined_on = parse_date(joined) if joined else None
+    except ValueError as exc:
+        raise click.BadParameter(f"line {line}: {joined_column}: {exc}") from None
+    if frequency and frequency not in ("1", "2", "3"):
+        raise click.BadParameter(
+            f"line {line}: {frequency_column}: expected 1, 2 or 3, got {frequency[:20]!r}"
+        )
+    return replace(row, joined_on=joined_on, frequency=int(frequency) if frequency else None)
+
+
 def _add_rows(app: App, rows) -> int:
-    from matcher import members as member_ops
-    from matcher import tokens
 
     now = app.clock.now()
     notices = []
@@ -230,6 +269,12 @@ def _add_rows(app: App, rows) -> int:
         profile = {"name": row.name, "org": row.org, "about": row.about}
         member = member_ops.start_joining(app.store, row.address, profile, now)
         member = member_ops.activate(app.store, member, now)
+        if row.joined_on is not None or row.frequency is not None:
+            joined = (
+                datetime.combine(row.joined_on, time(0), tzinfo=UTC) if row.joined_on else member.joined_at
+            )
+            member = replace(member, joined_at=joined, frequency=row.frequency or member.frequency)
+            app.store.put(member)
         notices.append(
             Notice(
                 kind="welcome",
@@ -254,7 +299,6 @@ def _exported(member: Member) -> dict[str, object]:
 
 
 def _require(app: App, address: str) -> Member:
-    from mailkit.addresses import canonical_address
     from matcher import members as member_ops
 
     member = member_ops.find_member(app.store, canonical_address(address))

@@ -221,10 +221,26 @@ def make_summary_command(open_app: OpenApp) -> click.Command:
         help="Write the summary .eml and its PNG pictures into this folder; send nothing.",
     )
     @click.option("--send", is_flag=True, help="Send the summary to the organisers now.")
-    def summary(round_id: str | None, preview_dir: Path | None, send: bool) -> None:
+    @click.option(
+        "--gallery",
+        "gallery_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Write one diagram per round of the whole history into this folder (for a blog post).",
+    )
+    def summary(round_id: str | None, preview_dir: Path | None, send: bool, gallery_dir: Path | None) -> None:
         """The organisers' summary of a round (default: the latest)."""
-        if bool(preview_dir) == send:
-            raise click.UsageError("give exactly one of --preview DIR or --send")
+        if [bool(preview_dir), send, bool(gallery_dir)].count(True) != 1:
+            raise click.UsageError("give exactly one of --preview DIR, --send or --gallery DIR")
+        if gallery_dir is not None:
+            from mailer.summary import gallery
+
+            with open_app() as app:
+                pictures = gallery(app.store, app.mail)
+            gallery_dir.mkdir(parents=True, exist_ok=True)
+            for name, png in pictures.items():
+                (gallery_dir / name).write_bytes(png)
+            click.echo(f"wrote {len(pictures)} diagrams into {gallery_dir}")
+            return
         with open_app() as app:
             _check_can_send(app, no_send=preview_dir is not None)
             round_id = round_id or _latest_round(app).id
@@ -237,7 +253,7 @@ def make_summary_command(open_app: OpenApp) -> click.Command:
                 names = []
                 for part in message.iter_attachments():
                     name = part.get_filename() or ""
-                    (preview_dir / name).write_bytes(part.get_content())
+                    (preview_dir / name).write_bytes(part.get_payload(decode=True))
                     names.append(name)
                 click.echo(f"wrote {preview_dir / f'summary-{round_id}.eml'} and {', '.join(names)}")
                 return
@@ -254,6 +270,7 @@ def make_status_command(open_app: OpenApp) -> click.Command:
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
     def status(as_json: bool) -> None:
         """Members by status, the rounds, the outbox, when the next round starts and how mail is flowing."""
+        from matcher.calendar import describe_schedule
         from matcher.model import Member, MemberStatus, OutboxEntry, Round
         from unmentoring.health import health_path, load_health
         from unmentoring.upcoming import upcoming_round
@@ -271,6 +288,7 @@ def make_status_command(open_app: OpenApp) -> click.Command:
                 "latest_round": latest.id if latest else None,
                 "latest_round_state": latest.state.value if latest else None,
                 "next_round_on": upcoming_round(app.calendar, app.store, now).starts_on.isoformat(),
+                "schedule": describe_schedule(app.calendar),
                 "outbox": {
                     s: app.store.count(OutboxEntry, "status", s) for s in ("queued", "sent", "failed")
                 },

@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailkit.servers import ImapServer, ServerSettingError, SmtpServer
+from matcher.calendar import MONTHS
 from matcher.limits import Limits
 
 DEFAULT_FILE = "unmentoring.toml"
@@ -68,6 +69,9 @@ class Programme:
     meeting_week: int = 1  # 1 = the week that starts with the introductions, 2 = the next...
     followup_day: str = "Monday"  # follow-up on the first such day after the meeting week
     reminder_after_days: int = 5  # days after the follow-up to remind who has not answered; 0 = never
+    every_months: int = 1  # 1, 2 or 3: a round every month, every 2 or every 3 months (from January)
+    skip: list[str] = field(default_factory=list)  # months with no round every year, e.g. ["August"]
+    nudge_after_days: int = 3  # "have you found a time?" this many days into the meeting week; 0 = never
     data_dir: str = "data"  # relative to the config file's folder
     templates_dir: str = ""  # the organiser's wording (overrides by file name); relative like data_dir
     forward_unread: list[str] = field(default_factory=list)  # forward mail we cannot read to these at once
@@ -384,6 +388,11 @@ def _validate(config: Config, path: Path) -> None:
         raise ConfigError(path, "programme.start_time", f"expected HH:MM (24-hour), got {p.start_time!r}")
     if not 1 <= p.meeting_week <= 3:
         raise ConfigError(path, "programme.meeting_week", f"expected 1, 2 or 3, got {p.meeting_week}")
+    skip_months(p, path)
+    if not 0 <= p.nudge_after_days <= 6:
+        raise ConfigError(
+            path, "programme.nudge_after_days", f"expected 0 (never) to 6, got {p.nudge_after_days}"
+        )
     if p.followup_day.lower() not in WEEKDAYS:
         raise ConfigError(path, "programme.followup_day", f"expected a weekday name, got {p.followup_day!r}")
     if p.reminder_after_days < 0:
@@ -402,6 +411,24 @@ def _validate(config: Config, path: Path) -> None:
         raise ConfigError(path, "sandbox.port", f"expected a port number, got {config.sandbox.port}")
     for key, problem in config.limits.problems():
         raise ConfigError(path, f"limits.{key}", problem)
+
+
+def skip_months(programme: Programme, path: Path | str = "(config)") -> frozenset[int]:
+    """programme.skip as month numbers (1 = January), checked with programme.every_months."""
+    if programme.every_months not in (1, 2, 3):
+        raise ConfigError(path, "programme.every_months", f"expected 1, 2 or 3, got {programme.every_months}")
+    names = [m.lower() for m in MONTHS]
+    months = set()
+    for name in programme.skip:
+        word = name.strip().lower()
+        found = [i for i, month in enumerate(names, start=1) if word in (month, month[:3])]
+        if not found:
+            raise ConfigError(path, "programme.skip", f"expected month names like 'August', got {name!r}")
+        months.add(found[0])
+    held = [m for m in range(1, 13) if (m - 1) % programme.every_months == 0 and m not in months]
+    if not held:
+        raise ConfigError(path, "programme.skip", "skips every month a round would be held in")
+    return frozenset(months)
 
 
 def parse_cadence(cadence: str, path: Path | str = "(config)") -> tuple[int, int]:

@@ -27,7 +27,7 @@ QueueNotices = Callable[[list[Notice]], object]
 Summarise = Callable[[Store, str, datetime], Notice]
 TokenOf = Callable[[Store, Member, datetime], str]
 
-INTROS, FOLLOWUPS, REMINDERS, CLOSED, SUMMARY = RoundStep
+INTROS, NUDGES, FOLLOWUPS, REMINDERS, CLOSED, SUMMARY = RoundStep
 ASKABLE = frozenset({MemberStatus.ACTIVE, MemberStatus.PAUSED})
 
 
@@ -59,6 +59,9 @@ class Cycle:
             done += self.start(dates, now)
         for stored in self._open_rounds():
             dates = round_dates_for_id(self.calendar, stored.id)
+            # A nudge is only worth sending while the meeting week is on.
+            if dates.nudge_at is not None and dates.nudge_at <= now < dates.followup_at:
+                done += self.send_nudges(stored.id, now)
             if now >= dates.followup_at:
                 done += self.send_followups(stored.id, now)
             if dates.reminder_at is not None and now >= dates.reminder_at:
@@ -101,22 +104,72 @@ class Cycle:
 
     def _ask(self, round_id: str, now: datetime, *, step: RoundStep, kind: str) -> list[str]:
         """Ask each member of each group whether they met (the reminder: only those who have not said)."""
+
+        def ask(group: Group, dates: RoundDates) -> list[Notice]:
+            if kind == "reminder" and group.result() in (Result.MET, Result.MISSED, Result.DISPUTED):
+                return []
+            members = rounds.members_of(self.store, group.members)
+            return [
+                self._ask_one(
+                    kind, group, member, [m.display_name for m in members if m.id != member.id], dates, now
+                )
+                for member in members
+                # someone who left or was disabled since the introductions hears nothing more
+                if member.status in ASKABLE and member.address and member.id not in group.outcomes
+            ]
+
+        return self._per_group_step(round_id, step, kind, ask)
+
+    def send_nudges(self, round_id: str, now: datetime) -> list[str]:
+        """In the meeting week: "have you found a time?" to each group nobody has told us anything
+        about yet (we cannot see the members' mail to each other, so the nudge says to ignore it if
+        they have already arranged to meet). Once per round."""
+
+        def nudge(group: Group, dates: RoundDates) -> list[Notice]:
+            members = [m for m in rounds.members_of(self.store, group.members) if m.status in ASKABLE]
+            addresses = [m.address for m in members if m.address]
+            if group.outcomes or len(addresses) < 2:
+                return []
+            host = next((m for m in members if m.id == group.host), members[0])
+            values = {
+                "names": [m.display_name for m in members],
+                "host": host.display_name,
+                "round_id": round_id,
+                "meeting_week_end": dates.meeting_week_end,
+            }
+            # One copy per member, as the introduction: each continues that member's own copy's thread.
+            return [
+                Notice(
+                    "nudge",
+                    [m.address],
+                    values,
+                    key=f"nudge:{group.key}:{m.id}",
+                    round_id=round_id,
+                    group_id=group.key,
+                    shown_to=addresses,
+                )
+                for m in members
+                if m.address
+            ]
+
+        return self._per_group_step(round_id, NUDGES, "nudge", nudge)
+
+    def _per_group_step(
+        self,
+        round_id: str,
+        step: RoundStep,
+        kind: str,
+        notices_for: Callable[[Group, RoundDates], list[Notice]],
+    ) -> list[str]:
+        """A step of an open round that sends something about each group, done once."""
         with self.store.transaction():
             stored = self._round(round_id)
             if step in stored.steps_done or stored.state is not RoundState.STARTED:
                 return []
             dates = round_dates_for_id(self.calendar, round_id)
-            notices = []
-            for group in rounds.groups_of_round(self.store, round_id):
-                if kind == "reminder" and group.result() in (Result.MET, Result.MISSED, Result.DISPUTED):
-                    continue
-                members = rounds.members_of(self.store, group.members)
-                for member in members:
-                    # someone who left or was disabled since the introductions hears nothing more
-                    if member.status not in ASKABLE or not member.address or member.id in group.outcomes:
-                        continue
-                    partners = [m.display_name for m in members if m.id != member.id]
-                    notices.append(self._ask_one(kind, group, member, partners, dates, now))
+            notices = [
+                n for group in rounds.groups_of_round(self.store, round_id) for n in notices_for(group, dates)
+            ]
             self.queue(notices)
             self._mark(stored, step)
         log.info("round %s: %d %s emails queued", round_id, len(notices), kind)
