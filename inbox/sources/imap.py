@@ -275,7 +275,9 @@ class ImapSource:
         failures that a retry cannot fix (login refused, certificate rejected, command refused) raise
         ImapError at once, naming the fix where there is one."""
         settings = self._settings
-        for attempt in range(1, attempts + 1):
+        dropped_once = False
+        attempt = 1
+        while attempt <= attempts:
             try:
                 return step()
             except ssl.SSLCertVerificationError as exc:
@@ -296,6 +298,12 @@ class ImapSource:
                 raise ImapError(settings, f"{what}: {_text(exc)}") from exc
             except (imaplib.IMAP4.abort, OSError) as exc:
                 self._drop_connection()
+                if isinstance(exc, imaplib.IMAP4.abort) and not dropped_once:
+                    # The server closed a connection that was working (idle timeout, restart, "shutting
+                    # down"): log in again at once, without counting it as a failed attempt.
+                    dropped_once = True
+                    log.info("IMAP %s at %s:%d: %s", settings.username, settings.host, settings.port, exc)
+                    continue
                 if attempt >= attempts:
                     raise ImapError(
                         settings, f"{what} failed after {attempt} attempts: {_describe(exc)}"
@@ -313,6 +321,7 @@ class ImapSource:
                     attempts,
                 )
                 self._sleep(delay)
+                attempt += 1
             except imaplib.IMAP4.error as exc:  # the server answered NO or BAD
                 raise ImapError(settings, f"{what} refused: {_text(exc)}") from exc
         raise AssertionError("unreachable: the loop returns or raises")
