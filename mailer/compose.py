@@ -35,6 +35,8 @@ from matcher.model import Notice
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 KIND_HEADER = "X-UnMentoring-Kind"
+# The files an email may carry, by name suffix: a report's rows, or a person's own data.
+ATTACHMENT_TYPES = {"csv": ("text", "csv"), "json": ("application", "json")}
 MAX_7BIT_LINE = 78
 
 _CR_LINE_END = re.compile(r"\r\n?")
@@ -142,11 +144,14 @@ def _compose(
     msg.set_raw("MIME-Version", "1.0")
     _set_bodies(msg, kind, rendered, images or {})
     for name, data in (files or {}).items():
-        if not re.fullmatch(r"[A-Za-z0-9_.\-]+\.csv", name):
+        suffix = name.rpartition(".")[2]
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name) or suffix not in ATTACHMENT_TYPES:
             raise ComposeError(
-                f"{kind}: attachment name {name!r} must be letters, digits, '_', '-', '.' and .csv"
+                f"{kind}: attachment name {name!r} must be letters, digits, '_', '-', '.' and end in "
+                + " or ".join(f".{s}" for s in ATTACHMENT_TYPES)
             )
-        msg.add_attachment(bytes(data), maintype="text", subtype="csv", filename=name)
+        maintype, subtype = ATTACHMENT_TYPES[suffix]
+        msg.add_attachment(bytes(data), maintype=maintype, subtype=subtype, filename=name)
     return msg, intended(msg, mailboxes, subject)
 
 

@@ -5,7 +5,7 @@ the Message-ID (new unless the notice chose one), the thread (a group's follow-u
 answer its introduction; an answer to a person continues their conversation), Reply-To (an
 introduction's replies go to the whole group; a confirmation's to our plus-address with its token;
 a forwarded message's to the person who wrote it)
-and the pictures and files (the organisers' summary).
+and the pictures and files (the organisers' summary; a member's own data).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Framing:
     thread: tuple[str, ...] = ()  # Message-IDs, oldest first: In-Reply-To is the last, References all
     reply_to: tuple[str, ...] = ()  # empty: the programme address
     images: Mapping[str, bytes] = field(default_factory=dict)
-    files: Mapping[str, bytes] = field(default_factory=dict)  # file name -> CSV bytes, attached
+    files: Mapping[str, bytes] = field(default_factory=dict)  # file name -> bytes (compose.ATTACHMENT_TYPES)
 
 
 def framing(store: Store, settings: MailSettings, notice: Notice) -> Framing:

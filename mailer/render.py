@@ -30,7 +30,7 @@ help               reason ("" or a sentence saying what was not understood), com
                    line we could not read), suggestion (the command they probably meant)
 not_member         command
 no_group           command
-my_data            data (a JSON-able dict)
+my_data            data (matcher/members.py member_data), attachments ({file name: its JSON})
 confirm_forget     name, token, expires_on
 forgotten          (none)
 confirm_change     name, change (what confirming does, in our words), token, expires_on
@@ -309,7 +309,8 @@ def _as_date(value: Any) -> date:
     if isinstance(value, date):
         return value
     if isinstance(value, str):
-        return date.fromisoformat(value)
+        # A date or a timestamp as stored (matcher/model.py writes both as ISO 8601).
+        return datetime.fromisoformat(value).date()
     raise TypeError(f"expected a date, got {type(value).__name__} {value!r}")
 
 

@@ -48,7 +48,53 @@ SAMPLE_VALUES: Mapping[str, Mapping[str, Any]] = {
     },
     "not_member": {"command": "pause"},
     "no_group": {"command": "met"},
-    "my_data": {"data": {"member": {"name": "Alice", "address": "alice@example.org"}, "groups": []}},
+    "my_data": {
+        # The shape of matcher/members.py member_data, as stored (dates as ISO 8601 text).
+        "data": {
+            "member": {
+                "id": "m1",
+                "address": "alice@example.org",
+                "name": "Alice",
+                "org": "Highways",
+                "about": "Roads and bridges",
+                "status": "paused",
+                "frequency": 2,
+                "pause_until": "2027-02-01",
+                "joined_at": "2026-11-02T09:00:00+00:00",
+                "left_at": None,
+                "bounce_score": 0,
+                "silent_rounds": 0,
+                "created_at": "2026-11-02T08:55:00+00:00",
+                "erased": False,
+                "never_with": ["Bob"],
+                "meet_again": ["2026-12:3"],
+            },
+            "groups": [
+                {
+                    "round": "2026-12",
+                    "group": 3,
+                    "meeting_week": "2026-12-07 to 2026-12-13",
+                    "partners": ["Carol"],
+                    "host": "Carol",
+                    "your_answer": {"result": "met", "reason": "", "at": "2026-12-14T10:00:00+00:00"},
+                    "group_result": "met",
+                }
+            ],
+            "met": 1,
+            "tokens": [
+                {
+                    "purpose": "confirm_leave",
+                    "created_at": "2026-12-20T10:00:00+00:00",
+                    "expires_at": "2026-12-27T10:00:00+00:00",
+                    "used": False,
+                }
+            ],
+            "messages_we_could_not_read": [
+                {"at": "2026-12-15T10:00:00+00:00", "text": "see you soon", "reason": "no command"}
+            ],
+        },
+        "attachments": {"my-data.json": b"{}\n"},
+    },
     "confirm_forget": {
         "name": "Alice",
         "token": "tok-forget-789",

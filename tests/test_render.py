@@ -169,13 +169,15 @@ def test_help_says_what_was_not_understood(renderer: Renderer) -> None:
     assert "could not act" not in plain.text and "frequency 1, 2 or 3" in plain.text
 
 
-def test_my_data_shows_everything_as_json(renderer: Renderer) -> None:
-    data = {
-        "member": {"name": "Al <x>", "address": "al@example.org"},
-        "groups": [{"round": "2026-12"}],
-    }
-    r = renderer.render("my_data", {"data": data})
-    assert '"address": "al@example.org"' in r.text and '"name": "Al <x>"' in r.text
+def test_my_data_says_it_in_words(renderer: Renderer) -> None:
+    values = SAMPLE_VALUES["my_data"]
+    member = {**values["data"]["member"], "name": "Al <x>"}
+    r = renderer.render("my_data", {**values, "data": {**values["data"], "member": member}})
+    words = " ".join(r.text.split())
+    assert "Organisation: Highways" in words and "paused (paused until Monday 1 February 2027)" in words
+    assert "with Carol, hosted by Carol. Your answer: met." in words
+    assert "Never to be grouped with: Bob" in words and '"see you soon" (no command)' in words
+    assert "{" not in r.text and "'" not in r.text.replace("'s", "")
     assert "Al &lt;x&gt;" in r.html
 
 

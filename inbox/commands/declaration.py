@@ -8,6 +8,7 @@ the declarations; the grammar then reads that language too and the help email ca
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -94,9 +95,6 @@ class Registry:
     commands: tuple[EmailCommand, ...]
     # language code -> command name -> Phrasing; the source language comes from the declarations.
     translations: Mapping[str, Mapping[str, Phrasing]] = field(default_factory=lambda: MappingProxyType({}))
-    _patterns: Mapping[str, tuple[tuple[EmailCommand, re.Pattern[str]], ...]] = field(
-        init=False, repr=False, compare=False
-    )
 
     def __post_init__(self) -> None:
         names = [command.name for command in self.commands]
@@ -106,15 +104,6 @@ class Registry:
             unknown = set(phrasings) - set(names)
             if unknown:
                 raise ValueError(f"translation {language!r} names undeclared commands: {sorted(unknown)}")
-        patterns = {
-            language: tuple(
-                (command, _line_pattern(phrasing))
-                for command in self.commands
-                if (phrasing := self.phrasing(command.name, language)) is not None
-            )
-            for language in self.languages
-        }
-        object.__setattr__(self, "_patterns", MappingProxyType(patterns))
 
     def __iter__(self) -> Iterator[EmailCommand]:
         return iter(self.commands)
@@ -147,8 +136,12 @@ class Registry:
 
     def patterns(self, languages: Sequence[str]) -> Iterator[tuple[EmailCommand, re.Pattern[str]]]:
         """(command, line pattern) in trying order, for each of these languages in turn."""
+        # Compiled at first use, not at import: a command that reads no mail never pays for them.
         for language in languages:
-            yield from self._patterns.get(language, ())
+            for command in self.commands if language in self.languages else ():
+                phrasing = self.phrasing(command.name, language)
+                if phrasing is not None:
+                    yield command, _line_pattern(phrasing)
 
     def help_lines(self, language: str = SOURCE_LANGUAGE) -> list[dict[str, str]]:
         """The help email's ``commands`` value: every command's usage and meaning, in the language
@@ -160,6 +153,7 @@ class Registry:
         return lines
 
 
+@functools.cache
 def _line_pattern(phrasing: Phrasing) -> re.Pattern[str]:
     word = r"[\s-]*".join(re.escape(part) for part in phrasing.word.split())
     alternatives = "|".join((*phrasing.aliases, word))

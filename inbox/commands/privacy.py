@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 from inbox.commands.declaration import EmailCommand, Phrasing, Proof
 from inbox.commands.request import Applied, Request, confirmation, not_member, reply
 from matcher import members as ops
 from matcher import tokens
+
+DATA_FILE = "my-data.json"
 
 
 def _my_data(request: Request) -> Applied:
@@ -13,7 +17,10 @@ def _my_data(request: Request) -> Applied:
     member = request.known_sender()
     if member is None:
         return Applied([not_member(request, "my_data")], "my data from an unknown address")
-    values = {"data": ops.member_data(request.store, member)}
+    data = ops.member_data(request.store, member)
+    # The email says it in words; the file is the whole record, for a program or a regulator.
+    copy = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    values = {"data": data, "attachments": {DATA_FILE: copy.encode("utf-8")}}
     return Applied([reply(request, "my_data", member, values)], "my data sent")
 
 
