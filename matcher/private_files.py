@@ -60,6 +60,9 @@ def tighten(folder: Path, log: logging.Logger) -> int:
             continue
         path.chmod(PRIVATE_FOLDER if stat.S_ISDIR(info.st_mode) else PRIVATE_FILE)
         changed += 1
-    if changed:
+    holds_data = any(path.name != ".gitkeep" for path in folder.iterdir())
+    if changed > 1 or (changed and holds_data):
         log.warning("data folder %s: %d file(s)/folder(s) readable by others; now private", folder, changed)
+    elif changed:  # only the empty folder itself (as a fresh checkout makes it): nothing was exposed
+        log.info("data folder %s made private (0700)", folder)
     return changed
