@@ -27,7 +27,7 @@ from inbox.receiving import (
 )
 from mailkit.addresses import is_own_address
 from mailkit.maildir import MaildirWriter
-from matcher.clock import Clock, SystemClock
+from matcher.clock import Clock
 
 __all__ = ["LmtpServer", "MailServerStartError"]
 
@@ -91,13 +91,8 @@ class LmtpServer(ReceivingServer):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         hostname: str | None = None,
     ) -> None:
-        super().__init__(
-            host,
-            port,
-            clock=clock or SystemClock(),
-            max_message_bytes=max_message_bytes,
-            hostname=hostname or socket.getfqdn(),
-        )
+        hostname = hostname or socket.getfqdn()
+        super().__init__(host, port, clock=clock, max_message_bytes=max_message_bytes, hostname=hostname)
         self.spool = Path(spool)
         self.programme_address = programme_address
         self._writer = MaildirWriter(self.spool)

@@ -357,7 +357,7 @@ def _leaf_parts(msg: Message) -> Iterator[tuple[Message, str]]:
     while stack and visited < MAX_PARTS_VISITED:
         part = stack.pop()
         visited += 1
-        ctype = _content_type(part)
+        ctype = content_type(part)
         try:
             multipart = part.is_multipart()
             payload = part.get_payload() if multipart else None
@@ -371,11 +371,12 @@ def _leaf_parts(msg: Message) -> Iterator[tuple[Message, str]]:
         yield part, ctype
 
 
-def _content_type(part: Message) -> str:
+def content_type(part: Message, unreadable: str = "text/plain") -> str:
+    """The part's content type; ``unreadable`` when a malformed header makes the email package fail."""
     try:
         return part.get_content_type()
     except Exception:
-        return "text/plain"
+        return unreadable
 
 
 def _is_attachment(part: Message) -> bool:

@@ -26,7 +26,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailkit.addresses import has_control_characters
 from mailkit.policy import TRACE
-from matcher.clock import Clock
+from matcher.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -236,10 +236,18 @@ class ReceivingServer:
     what = "mail server"
     server_class: type[SMTP] = SMTP
 
-    def __init__(self, host: str, port: int, *, clock: Clock, max_message_bytes: int, hostname: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        hostname: str,
+        clock: Clock | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
         self.host = host
         self.port = port
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._max_message_bytes = max_message_bytes
         self._hostname = hostname
         self._controller: BoundController | None = None

@@ -24,6 +24,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from mailer.headers import Framing
 from mailer.read_back import Intended, ReadBackMismatch, check_read_back, intended
 from mailer.render import KINDS, KindSpec, Rendered, mailto
 from mailer.settings import MailSettings
@@ -56,38 +57,27 @@ def compose(
     notice: Notice,
     rendered: Rendered,
     settings: MailSettings,
+    frame: Framing,
     *,
     now: datetime,
-    message_id: str,
-    thread: Sequence[str] = (),
-    reply_to: Sequence[str] = (),
-    images: Mapping[str, bytes] | None = None,
-    files: Mapping[str, bytes] | None = None,
 ) -> EmailMessage:
-    """The email for ``notice``; ``now`` timezone-aware. The rest is mailer/headers.py's ``Framing``:
-    ``message_id`` without brackets, ``thread`` the ids it answers (oldest first), ``reply_to``
-    (default: the programme address), ``images`` (content-id -> PNG), ``files`` (name -> CSV)."""
-    framing = dict(message_id=message_id, thread=thread, reply_to=reply_to, images=images, files=files)
-    return _compose(notice, rendered, settings, now=now, **framing)[0]
+    """The email for ``notice`` framed by ``frame`` (mailer/headers.py: Message-ID, thread, Reply-To,
+    images, files); ``now`` timezone-aware."""
+    return _compose(notice, rendered, settings, frame, now=now)[0]
 
 
 def outgoing_bytes(
     notice: Notice,
     rendered: Rendered,
     settings: MailSettings,
+    frame: Framing,
     *,
     now: datetime,
-    message_id: str,
-    thread: Sequence[str] = (),
-    reply_to: Sequence[str] = (),
-    images: Mapping[str, bytes] | None = None,
-    files: Mapping[str, bytes] | None = None,
 ) -> bytes:
     """What the outbox stores and sends for ``notice`` (arguments as ``compose``): the message on the
     wire, read back as a client reads it and checked against what was built (``ReadBackError``
     otherwise)."""
-    framing = dict(message_id=message_id, thread=thread, reply_to=reply_to, images=images, files=files)
-    msg, meant = _compose(notice, rendered, settings, now=now, **framing)
+    msg, meant = _compose(notice, rendered, settings, frame, now=now)
     data = message_bytes(msg)
     try:
         check_read_back(notice.kind, data, meant)
@@ -100,15 +90,13 @@ def _compose(
     notice: Notice,
     rendered: Rendered,
     settings: MailSettings,
+    frame: Framing,
     *,
     now: datetime,
-    message_id: str,
-    thread: Sequence[str] = (),
-    reply_to: Sequence[str] = (),
-    images: Mapping[str, bytes] | None = None,
-    files: Mapping[str, bytes] | None = None,
 ) -> tuple[EmailMessage, Intended]:
     kind = notice.kind
+    message_id, thread, reply_to = frame.message_id, frame.thread, frame.reply_to
+    images, files = frame.images, frame.files
     if now.tzinfo is None:
         raise ComposeError(f"{kind}: the Date needs a timezone-aware time, got {now!r}")
     names = _display_names(notice)

@@ -300,7 +300,7 @@ class Outbox:
         return self._compose(notice, rendered, framing(self.store, self.settings, notice), self.clock.now())
 
     def _compose(self, notice: Notice, rendered: Rendered, frame: Framing, now: datetime) -> EmailMessage:
-        return compose(notice, rendered, self.settings, now=now, **vars(frame))
+        return compose(notice, rendered, self.settings, frame, now=now)
 
     def requeue(self, entries: Iterable[OutboxEntry]) -> list[OutboxEntry]:
         """Queue failed (or deferred) entries again, due now, attempts counted afresh; call inside a
@@ -338,7 +338,7 @@ class Outbox:
         )
         try:
             recipients = normalise_recipients(notice.kind, notice.to)
-            body = outgoing_bytes(notice, rendered, self.settings, now=now, **vars(frame))
+            body = outgoing_bytes(notice, rendered, self.settings, frame, now=now)
             body.decode("ascii")  # 7-bit, as SMTP without SMTPUTF8 needs
         except (ComposeError, UnicodeDecodeError) as exc:
             if isinstance(exc, ReadBackError):

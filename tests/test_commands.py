@@ -18,6 +18,7 @@ from inbox.commands.registry import COMMANDS
 from inbox.grammar import read_command
 from inbox.parse import parse_message
 from mailer.compose import compose
+from mailer.headers import Framing
 from mailer.render import Renderer
 from mailkit.policy import message_bytes
 from tests.test_apply import Harness, only
@@ -41,7 +42,7 @@ def _received_help(box: Harness) -> EmailMessage:
     notice = only(box.say("ann@example.org", "help"), "help")
     settings = make_settings()
     rendered = Renderer(settings).render(notice.kind, notice.values, to=notice.to)
-    raw = message_bytes(compose(notice, rendered, settings, now=NOW, message_id="help-1@example.org"))
+    raw = message_bytes(compose(notice, rendered, settings, Framing("help-1@example.org"), now=NOW))
     return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
 
 

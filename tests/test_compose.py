@@ -21,6 +21,7 @@ from mailer.compose import (
     list_unsubscribe,
     plain_header_text,
 )
+from mailer.headers import Framing
 from mailer.render import Renderer
 from mailkit.policy import message_bytes
 from matcher.model import Notice
@@ -35,7 +36,7 @@ RENDERER = Renderer(SETTINGS)
 def build(notice: Notice, message_id: str = "fixed-id@example.org", **framing: Any) -> bytes:
     """The email as mailer/compose.py writes it; ``framing``: thread, reply_to, images (mailer/headers.py)."""
     rendered = RENDERER.render(notice.kind, notice.values, to=notice.to)
-    msg = compose(notice, rendered, SETTINGS, now=NOW, message_id=message_id, **framing)
+    msg = compose(notice, rendered, SETTINGS, Framing(message_id, **framing), now=NOW)
     return message_bytes(msg)
 
 
@@ -126,7 +127,7 @@ def test_programme_name_with_comma_and_quotes_in_from() -> None:
     object.__setattr__(settings, "programme_name", 'Coffee, "Tea" & Ünity')
     notice = welcome()
     rendered = Renderer(settings).render(notice.kind, notice.values)
-    msg = parse(message_bytes(compose(notice, rendered, settings, now=NOW, message_id="a@example.org")))
+    msg = parse(message_bytes(compose(notice, rendered, settings, Framing("a@example.org"), now=NOW)))
     assert msg["From"].addresses[0].display_name == 'Coffee, "Tea" & Ünity'
     assert msg["From"].addresses[0].addr_spec == "coffee@example.org"
 
@@ -281,7 +282,7 @@ def test_list_unsubscribe_stays_a_usable_mailto_link_for_a_long_programme_addres
     settings = dataclasses.replace(SETTINGS, programme_address="coffee-roulette@unmentoring.example.org")
     notice = welcome(unsubscribe_token="a" * 32)
     rendered = RENDERER.render(notice.kind, notice.values, to=notice.to)
-    raw = message_bytes(compose(notice, rendered, settings, now=NOW, message_id="id@example.org"))
+    raw = message_bytes(compose(notice, rendered, settings, Framing("id@example.org"), now=NOW))
     expected = f"<mailto:coffee-roulette@unmentoring.example.org?subject=leave%20{'a' * 32}>"
     assert f"List-Unsubscribe: {expected}".encode() in raw, "one unfolded, unencoded line"
     assert parse(raw)["List-Unsubscribe"] == expected

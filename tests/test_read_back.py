@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from mailer import compose as compose_module
 from mailer.compose import ReadBackError, outgoing_bytes
+from mailer.headers import Framing
 from mailer.read_back import ReadBackMismatch, check_read_back, intended
 from mailer.render import KINDS, Renderer
 from mailkit.addresses import address_header_text, mailbox
@@ -150,7 +151,7 @@ def test_every_built_message_reads_back_with_exactly_its_recipients_and_headers(
     settings_ = SETTINGS.__class__(**{**SETTINGS.__dict__, "programme_name": programme_name})
     rendered = Renderer(settings_).render("intro", notice.values, to=addresses)
     raw = outgoing_bytes(
-        notice, rendered, settings_, now=NOW, message_id="id-1@example.org", reply_to=addresses
+        notice, rendered, settings_, Framing("id-1@example.org", reply_to=tuple(addresses)), now=NOW
     )
     assert raw.isascii()
     msg = parse(raw)
@@ -191,7 +192,7 @@ def test_every_kind_has_a_top_level_mime_version(kind: str, with_images: bool) -
     )
     notice = Notice(kind, ["alice@example.org"], dict(SAMPLE_VALUES[kind]))
     rendered = RENDERER.render(kind, notice.values, to=notice.to)
-    raw = outgoing_bytes(notice, rendered, SETTINGS, now=NOW, message_id="id-2@example.org", images=images)
+    raw = outgoing_bytes(notice, rendered, SETTINGS, Framing("id-2@example.org", images=images), now=NOW)
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert b"\r\nMIME-Version: 1.0\r\n" in head
     msg = parse(raw)
@@ -207,7 +208,7 @@ def test_every_kind_has_a_top_level_mime_version(kind: str, with_images: bool) -
 def _built() -> tuple[bytes, object]:
     notice = welcome()
     rendered = RENDERER.render("welcome", notice.values, to=notice.to)
-    msg, meant = compose_module._compose(notice, rendered, SETTINGS, now=NOW, message_id="id-3@example.org")
+    msg, meant = compose_module._compose(notice, rendered, SETTINGS, Framing("id-3@example.org"), now=NOW)
     return bytes(msg), meant
 
 
@@ -266,7 +267,7 @@ def test_a_bug_in_building_is_reported_and_nothing_is_sent(
     notice = welcome()
     rendered = RENDERER.render("welcome", notice.values, to=notice.to)
     with pytest.raises(ReadBackError, match="reads back wrong"):
-        outgoing_bytes(notice, rendered, SETTINGS, now=NOW, message_id="id-4@example.org")
+        outgoing_bytes(notice, rendered, SETTINGS, Framing("id-4@example.org"), now=NOW)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from inbox.receiving import MailServerStartError
 from mailkit import policy
 from mailkit.addresses import is_own_address
 from mailkit.maildir import MaildirWriter, delivered
-from matcher.clock import Clock, SystemClock
+from matcher.clock import Clock
 from matcher.private_files import private_folder
 from unmentoring.config import Config
 
@@ -120,13 +120,8 @@ class SandboxServer(receiving.ReceivingServer):
         clock: Clock | None = None,
         max_message_bytes: int = receiving.DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        super().__init__(
-            host,
-            port,
-            clock=clock or SystemClock(),
-            max_message_bytes=max_message_bytes,
-            hostname=SERVER_HOSTNAME,
-        )
+        limit = max_message_bytes
+        super().__init__(host, port, clock=clock, max_message_bytes=limit, hostname=SERVER_HOSTNAME)
         self.layout = SandboxLayout(Path(sandbox_dir), programme_address)
 
     @property

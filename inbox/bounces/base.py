@@ -12,7 +12,7 @@ from email.message import Message
 from functools import cached_property
 from typing import Protocol
 
-from inbox.parse import ParsedMessage, decode_bytes
+from inbox.parse import ParsedMessage, content_type, decode_bytes
 from mailkit.addresses import canonical_address
 
 # Bounces carry the original message; its attachments say nothing about who bounced, and a
@@ -81,7 +81,7 @@ def walk(message: Message, *, skip: Callable[[str], bool] = lambda content_type:
     while stack and seen < MAX_PARTS:
         part = stack.pop()
         seen += 1
-        if skip(_content_type(part)):
+        if skip(content_type(part, "")):
             continue
         yield part
         try:
@@ -101,13 +101,6 @@ def decode_part(part: Message) -> str:
     return decode_bytes(data if isinstance(data, bytes) else b"", charset)
 
 
-def _content_type(part: Message) -> str:
-    try:
-        return part.get_content_type()
-    except Exception:
-        return ""
-
-
 def _attached_original(content_type: str) -> bool:
     return content_type.startswith("message/") or content_type == "text/rfc822-headers"
 
@@ -115,7 +108,7 @@ def _attached_original(content_type: str) -> bool:
 def _report_texts(message: Message) -> Iterator[str]:
     """Decoded text leaves outside attached messages (message/rfc822, text/rfc822-headers)."""
     for part in walk(message, skip=_attached_original):
-        ctype = _content_type(part)
+        ctype = content_type(part, "")
         if ctype in ("text/plain", "text/html"):
             text = decode_part(part)
             yield _strip_html(text) if ctype == "text/html" else text

@@ -6,49 +6,113 @@ from __future__ import annotations
 import re
 
 from inbox.parse import ParsedMessage
+from inbox.words import any_of
 
-_DAEMON_LOCAL = re.compile(r"^(?:mailer-?daemon|mail-?daemon)$", re.IGNORECASE)
-_DAEMON_NAME = re.compile(
-    r"mail delivery(?: (?:system|subsystem|service))?|mailer[- ]daemon|mail administrator"
-    r"|mail system administrator",
-    re.IGNORECASE,
+# postmaster@ is also a person's mailbox (a mail admin writing to us): it counts only with a
+# machine trait of its own.
+_POSTMASTER = any_of((r"postmaster",), start="^", end="$")
+_DAEMON_LOCAL = any_of((r"mailer-?daemon", r"mail-?daemon"), start="^", end="$")
+_DAEMON_NAME = any_of(
+    (r"mail delivery(?: (?:system|subsystem|service))?", r"mailer[- ]daemon", r"mail administrator")
+    + (r"mail system administrator",)
 )
 # "MAILER-DAEMON <>", "MAILER-DAEMON", "<MAILER-DAEMON>" or a bare "<>": a From header the address
 # parser rejects, so parsed.sender is empty.
-_DAEMON_FROM = re.compile(
-    r"^\W*(?:mailer-?daemon|mail-?daemon|postmaster)\b|^[^<>@]*<\s*>\s*$", re.IGNORECASE
+_DAEMON_FROM = any_of((r"^\W*(?:mailer-?daemon|mail-?daemon|postmaster)\b", r"^[^<>@]*<\s*>\s*$"))
+_BOUNCE_SUBJECT = any_of(
+    (
+        r"undeliver(?:able|ed)",
+        r"mail delivery failed",
+        r"delivery status notification",
+        r"failure notice",
+        r"returned mail",
+        r"delivery failure",
+        r"delivery has failed",
+        r"mail system error",
+        r"message delivery has failed",
+        r"mail could not be delivered",
+        r"message could not be delivered",
+        r"non[- ]?delivery",
+        r"permanent delivery failure",
+        r"notice of delivery failure",
+        r"delivery notification",
+        r"failed delivery",
+        r"message not delivered",
+        r"could not send message",
+        r"delivery problem",
+        r"mail not delivered",
+        r"unable to deliver",
+        r"returned message",
+        r"message status - undeliverable",
+        r"non remis",
+        r"non distribuable",
+        r"rapport de non-remise",
+        r"échec de (?:la )?remise",
+        r"unzustellbar",
+        r"nicht zustellbar",
+        r"unzustellbare",
+        r"fehler beim zustellen",
+        r"onbestelbaar",
+        r"niet bezorgd",
+        r"no se puede entregar",
+        r"no se pudo entregar",
+        r"mensaje no entregado",
+        r"não (?:foi possível )?entregue",
+        r"mensagem não entregue",
+        r"non recapitabile",
+        r"impossibile recapitare",
+        r"недоставленное сообщение",
+        r"не удалось доставить",
+        r"ошибка доставки",
+        r"配信(?:エラー|不能|失敗)",
+        r"メール配信に失敗",
+        r"送信エラー",
+        r"未送達",
+        r"退信",
+        r"系统退信",
+        r"delayed mail",
+        r"warning: message \S+ delayed",
+        r"message delivery delay",
+        r"delivery delayed",
+        r"delivery status notification \(delay\)",
+        r"there was an error sending your mail",
+    ),
+    start=r"^\s*",
 )
-# postmaster@ is also a person's mailbox (a mail admin writing to us): it counts only with a
-# machine trait of its own.
-_POSTMASTER = re.compile(r"^postmaster$", re.IGNORECASE)
-_BOUNCE_SUBJECT = re.compile(
-    r"^\s*(?:undeliver(?:able|ed)|mail delivery failed|delivery status notification"
-    r"|failure notice|returned mail|delivery failure|delivery has failed|mail system error"
-    r"|message delivery has failed|mail could not be delivered|message could not be delivered"
-    r"|non[- ]?delivery|permanent delivery failure|notice of delivery failure|delivery notification"
-    r"|failed delivery|message not delivered|could not send message|delivery problem"
-    r"|mail not delivered|unable to deliver|returned message|message status - undeliverable"
-    r"|non remis|non distribuable|rapport de non-remise|échec de (?:la )?remise"
-    r"|unzustellbar|nicht zustellbar|unzustellbare|fehler beim zustellen"
-    r"|onbestelbaar|niet bezorgd|no se puede entregar|no se pudo entregar|mensaje no entregado"
-    r"|não (?:foi possível )?entregue|mensagem não entregue|non recapitabile|impossibile recapitare"
-    r"|недоставленное сообщение|не удалось доставить|ошибка доставки"
-    r"|配信(?:エラー|不能|失敗)|メール配信に失敗|送信エラー|未送達|退信|系统退信"
-    r"|delayed mail|warning: message \S+ delayed|message delivery delay|delivery delayed"
-    r"|delivery status notification \(delay\)|there was an error sending your mail)",
-    re.IGNORECASE,
+_WARNING_SUBJECT = any_of(
+    (
+        r"warning:",
+        r"delayed mail",
+        r"delivery delayed",
+        r"delivery status notification \(delay\)",
+        r"message delivery delay",
+        r"verzögert",
+        r"zustellung verzögert",
+        r"retardée",
+        r"remise différée",
+    ),
+    start=r"^\s*",
 )
-_WARNING_SUBJECT = re.compile(
-    r"^\s*(?:warning:|delayed mail|delivery delayed|delivery status notification \(delay\)"
-    r"|message delivery delay|verzögert|zustellung verzögert|retardée|remise différée)",
-    re.IGNORECASE,
-)
-_WARNING_TEXT = re.compile(
-    r"this is a warning only|has not yet been delivered|no action is required on your part"
-    r"|will be retried|will continue to be made|delivery attempts will continue|still trying"
-    r"|will keep trying|will retry|continue trying|not been delivered yet|is delayed"
-    r"|temporarily deferred|delivery is delayed|delivery has been delayed|verzögert|retardée",
-    re.IGNORECASE,
+_WARNING_TEXT = any_of(
+    (
+        r"this is a warning only",
+        r"has not yet been delivered",
+        r"no action is required on your part",
+        r"will be retried",
+        r"will continue to be made",
+        r"delivery attempts will continue",
+        r"still trying",
+        r"will keep trying",
+        r"will retry",
+        r"continue trying",
+        r"not been delivered yet",
+        r"is delayed",
+        r"temporarily deferred",
+        r"delivery is delayed",
+        r"delivery has been delayed",
+        r"verzögert",
+        r"retardée",
+    ),
 )
 
 

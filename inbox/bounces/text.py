@@ -7,8 +7,6 @@ merely has a bounce-like subject (a person may write "Undeliverable parcel")."""
 
 from __future__ import annotations
 
-import re
-
 from inbox.bounces.base import (
     Finding,
     Mail,
@@ -18,39 +16,124 @@ from inbox.bounces.base import (
     without_addresses,
 )
 from inbox.bounces.signals import MACHINE_SIGNALS
+from inbox.words import any_of
 
-_SYSTEM_LOCAL = re.compile(
-    r"^(?:mailer-?daemon|mail-?daemon|postmaster|hostmaster|abuse|root|no-?reply|do-?not-?reply"
-    r"|bounces?|bounce-[^@]*|double-bounce|help|support|helpdesk|security|admin|webmaster)$",
-    re.IGNORECASE,
+_SYSTEM_LOCAL = any_of(
+    (
+        r"mailer-?daemon",
+        r"mail-?daemon",
+        r"postmaster",
+        r"hostmaster",
+        r"abuse",
+        r"root",
+        r"no-?reply",
+        r"do-?not-?reply",
+        r"bounces?",
+        r"bounce-[^@]*",
+        r"double-bounce",
+        r"help",
+        r"support",
+        r"helpdesk",
+        r"security",
+        r"admin",
+        r"webmaster",
+    ),
+    start=r"^",
+    end=r"$",
 )
 # The original sender, the report's own addresses, message ids: never the failed recipient.
-_NOT_A_RECIPIENT_LINE = re.compile(
-    r"^\W*(?:from|sender|reply-to|return-path|mail from|envelope-from|sent by"
-    r"|message-id|in-reply-to|references|original-envelope-id)\b",
-    re.IGNORECASE,
+_NOT_A_RECIPIENT_LINE = any_of(
+    (
+        r"from",
+        r"sender",
+        r"reply-to",
+        r"return-path",
+        r"mail from",
+        r"envelope-from",
+        r"sent by",
+        r"message-id",
+        r"in-reply-to",
+        r"references",
+        r"original-envelope-id",
+    ),
+    start=r"^\W*",
+    end=r"\b",
 )
 # A help line's address follows its phrase ("For more information, contact postmaster@...");
 # what comes before it on the line ("Your message to ann@... was blocked.") is still the report's.
-_HELP = re.compile(
-    r"\b(?:contact|please (?:visit|write|email)|for (?:more )?(?:help|assistance|information))\b",
-    re.IGNORECASE,
+_HELP = any_of(
+    (
+        r"contact",
+        r"please (?:visit|write|email)",
+        r"for (?:more )?(?:help|assistance|information)",
+    ),
+    start=r"\b",
+    end=r"\b",
 )
-_FAILURE_LINE = re.compile(
-    r"\b[45]\d\d\b|\b[45]\.\d{1,3}\.\d{1,3}\b|unknown|not found|no such|does ?n[o']t exist|not exist"
-    r"|rejected|refused|failed|failure|full|quota|invalid|disabled|inactive|unavailable|suspended"
-    r"|could ?n[o']t|can ?n[o']t|cannot|unable|undeliverable|not delivered|error|did not like"
-    r"|does not like|deliver|recipient|destinataire|empfänger|destinatario|получател|宛先"
-    r"|^\W*<[^<>\s]+>\W*$|^\W*\"?[^\s\"]+@[^\s\"]+\"?\s*:?\s*$",
-    re.IGNORECASE,
+_FAILURE_LINE = any_of(
+    (
+        r"\b[45]\d\d\b",
+        r"\b[45]\.\d{1,3}\.\d{1,3}\b",
+        r"unknown",
+        r"not found",
+        r"no such",
+        r"does ?n[o']t exist",
+        r"not exist",
+        r"rejected",
+        r"refused",
+        r"failed",
+        r"failure",
+        r"full",
+        r"quota",
+        r"invalid",
+        r"disabled",
+        r"inactive",
+        r"unavailable",
+        r"suspended",
+        r"could ?n[o']t",
+        r"can ?n[o']t",
+        r"cannot",
+        r"unable",
+        r"undeliverable",
+        r"not delivered",
+        r"error",
+        r"did not like",
+        r"does not like",
+        r"deliver",
+        r"recipient",
+        r"destinataire",
+        r"empfänger",
+        r"destinatario",
+        r"получател",
+        r"宛先",
+        r"^\W*<[^<>\s]+>\W*$",
+        r"^\W*\"?[^\s\"]+@[^\s\"]+\"?\s*:?\s*$",
+    ),
 )
-_PERMANENT = re.compile(
-    r"(?<![\w.@-])5\d\d\b|(?<![\w.@-])5\.\d{1,3}\.\d{1,3}|permanent|fatal|given up|giving up|not be delivered"
-    r"|no mailbox|user unknown|unknown user|does not exist|doesn't exist|no such user",
-    re.IGNORECASE,
+_PERMANENT = any_of(
+    (
+        r"(?<![\w.@-])5\d\d\b",
+        r"(?<![\w.@-])5\.\d{1,3}\.\d{1,3}",
+        r"permanent",
+        r"fatal",
+        r"given up",
+        r"giving up",
+        r"not be delivered",
+        r"no mailbox",
+        r"user unknown",
+        r"unknown user",
+        r"does not exist",
+        r"doesn't exist",
+        r"no such user",
+    ),
 )
-_TEMPORARY = re.compile(
-    r"(?<![\w.@-])4\d\d\b|(?<![\w.@-])4\.\d{1,3}\.\d{1,3}|temporar|try again later", re.IGNORECASE
+_TEMPORARY = any_of(
+    (
+        r"(?<![\w.@-])4\d\d\b",
+        r"(?<![\w.@-])4\.\d{1,3}\.\d{1,3}",
+        r"temporar",
+        r"try again later",
+    ),
 )
 
 
