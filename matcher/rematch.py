@@ -48,14 +48,21 @@ def stranded(store: Store, round_id: str, on: date) -> list[tuple[Group, Member]
     groups = groups_of_round(store, round_id)
     for group in groups:
         left = remaining(store, group, on)
-        if len(left) == 1 and len(group.members) > 1 and not group.met and not moved_on(groups, group, left[0].id):
+        if (
+            len(left) == 1
+            and len(group.members) > 1
+            and not group.met
+            and not moved_on(groups, group, left[0].id)
+        ):
             found.append((group, left[0]))
     return found
 
 
 def moved_on(groups: list[Group], group: Group, member_id: str) -> bool:
     """The member is in a later group of the same round (a rematch): ``group`` is behind them."""
-    return any(g.number > group.number and member_id in g.members for g in groups if g.round_id == group.round_id)
+    return any(
+        g.number > group.number and member_id in g.members for g in groups if g.round_id == group.round_id
+    )
 
 
 def ask(store: Store, member: Member, on: date) -> Request:
@@ -83,7 +90,9 @@ def pair_waiting(store: Store, round_id: str, on: date) -> list[Group]:
     round_ = store.get(Round, round_id)
     if round_ is None:
         return []
-    waiting = [m for m in (store.get(Member, i) for i in round_.waiting) if m is not None and is_active_on(m, on)]
+    waiting = [
+        m for m in (store.get(Member, i) for i in round_.waiting) if m is not None and is_active_on(m, on)
+    ]
     groups: list[Group] = []
     if len(waiting) >= 2:
         # This round's groups are history too: nobody is grouped again with the partner they lost.

@@ -190,9 +190,14 @@ class Cycle:
         with self.store.transaction():
             if today > dates.meeting_week_end:
                 waited = rematch.give_up(self.store, round_id)
-                upcoming = {"round_id": round_id, "next_round_on": upcoming_round(self.calendar, self.store, now).starts_on}
+                upcoming = {
+                    "round_id": round_id,
+                    "next_round_on": upcoming_round(self.calendar, self.store, now).starts_on,
+                }
                 key = f"rematch_none:{round_id}:{{}}"
-                self.queue([self._to_member("rematch_none", m, now, key, upcoming) for m in waited if m.address])
+                self.queue(
+                    [self._to_member("rematch_none", m, now, key, upcoming) for m in waited if m.address]
+                )
                 return [f"{round_id} rematch: {len(waited)} told nobody else waited"] if waited else []
             notes = [
                 self._to_member(
