@@ -155,3 +155,31 @@ def test_bounced_left_paused_and_silent_partners_lead_to_rematches(sim: Year, sm
     sim.tick(dates.closes_at)
     (summary,) = [d for d in sim.postbox.since(before) if d.kind == "summary"]
     assert "2 rematches, 1 met" in _words(summary)
+
+
+def test_nobody_else_waiting_by_the_end_of_the_meeting_week_is_told(sim: Year) -> None:
+    people = make_waves()[0][:4]
+    sim.join(people)
+    by_address = {p.address: p for p in people}
+    dates = round_dates(sim.app.calendar, *FIRST_ROUND)
+    first = sim.postbox.count
+    sim.tick(dates.starts_at)
+    leaver, alone = sorted(_shown(next(d for d in sim.postbox.since(first) if d.kind == "intro")))
+    sim.leave_by_reply(by_address[leaver])
+    sim.tick(dates.starts_at + timedelta(hours=1))
+    note = sim.postbox.latest(alone, "stranded")
+    assert note is not None
+    sim.people.reply(by_address[alone], note, "rematch")
+    before = sim.postbox.count
+    sim.tick(datetime.combine(dates.meeting_week_end, START.timetz()))
+    assert [d.kind for d in sim.postbox.since(before) if alone in d.envelope_to] == ["rematch"]
+
+    before = sim.postbox.count
+    sim.tick(datetime.combine(dates.meeting_week_end + timedelta(days=1), START.timetz()))
+    (told,) = [d for d in sim.postbox.since(before) if d.kind == "rematch_none"]
+    assert told.envelope_to == (alone,)
+    assert "in the next round as usual" in _words(told)
+    sim.tick_again()
+    assert sim.repeated_ticks[-1][1] == 0
+    with sim.app.store.transaction():
+        assert rounds.results_of(rounds.groups_of_round(sim.app.store, dates.round_id)).rematches == 0
