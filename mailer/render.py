@@ -41,6 +41,10 @@ reminder           name, partners, round_id
 nudge              names (list), host, round_id, meeting_week_end: to a group nobody has heard from
 ghost              name, rounds (int)
 sit_out            name, round_id, next_round_on: nobody could be grouped with them this round
+stranded           name, round_id, meeting_week_end: their group lost its other members mid-round
+rematch            name, round_id, outcome ("waiting", "too_early", "too_late"), meeting_week_end,
+                   middle (the middle of the meeting week): the answer to "rematch"
+rematch_none       name, round_id, next_round_on: nobody else waited for a rematch this round
 meet_again         name, partners (list of names), wanted (False: the wish was taken back)
 never_pair         name, who (the name or address they wrote), removed (False: set, True: undone)
 bounce_disabled    address, name, score
@@ -150,6 +154,9 @@ KINDS: Mapping[str, KindSpec] = {
     "nudge": KindSpec(("names", "host", "round_id", "meeting_week_end")),
     "ghost": KindSpec(("name", "rounds")),
     "sit_out": KindSpec(("name", "round_id", "next_round_on")),
+    "stranded": KindSpec(("name", "round_id", "meeting_week_end")),
+    "rematch": KindSpec(("name", "round_id", "outcome", "meeting_week_end", "middle")),
+    "rematch_none": KindSpec(("name", "round_id", "next_round_on")),
     "meet_again": KindSpec(("name", "partners", "wanted")),
     "never_pair": KindSpec(("name", "who", "removed")),
     "bounce_disabled": KindSpec(("address", "name", "score"), "organiser"),

@@ -97,6 +97,7 @@ def build_summary(
         ("Missed", row.results.missed),
         ("No reply", row.results.no_reply),
         ("Disputed", row.results.disputed),
+        ("Rematches within the round", row.results.rematch_line),
         ("Met rate", row.met_rate),
         ("Conversations held so far", sum(r.results.met for r in rows)),
         ("Ghosts paused", len(report.ghosts)),

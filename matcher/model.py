@@ -135,6 +135,7 @@ class Round(Record):
     steps_done: list[RoundStep] = field(default_factory=list)  # idempotency of the round's steps
     unpaired: list[str] = field(default_factory=list)  # member ids nobody could be grouped with (told so)
     schedule: str = ""  # Calendar.schedule when the round started ("" before it was kept)
+    waiting: list[str] = field(default_factory=list)  # member ids who asked for a rematch, not yet paired
 
 
 @dataclass
@@ -151,6 +152,7 @@ class Group(Record):
     members: list[str]  # member ids
     host: str
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    rematch: bool = False  # formed during the round from members whose partner was gone (matcher/rematch.py)
 
     @property
     def key(self) -> str:

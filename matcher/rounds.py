@@ -59,6 +59,12 @@ class Results:
     missed: int = 0
     no_reply: int = 0
     disputed: int = 0  # one member said met and another missed
+    rematches: int = 0  # groups formed during the round (matcher/rematch.py), counted in the above too
+    rematches_met: int = 0
+
+    @property
+    def rematch_line(self) -> str:
+        return f"{self.rematches} rematches, {self.rematches_met} met"
 
 
 def results_of(groups: Sequence[Group]) -> Results:
@@ -70,6 +76,8 @@ def results_of(groups: Sequence[Group]) -> Results:
         missed=counts[Result.MISSED],
         no_reply=counts[Result.NO_REPLY],
         disputed=counts[Result.DISPUTED],
+        rematches=sum(1 for g in groups if g.rematch),
+        rematches_met=sum(1 for g in groups if g.rematch and g.met),
     )
 
 

@@ -229,6 +229,7 @@ def test_every_command_name_is_reachable():
         "not_again": "don't meet again",
         "never_pair": "never pair me with Sam",
         "pair_again": "pair me with Sam again",
+        "rematch": "rematch",
     }
     assert set(bodies) == set(COMMAND_NAMES)
     for name, body in bodies.items():
@@ -341,3 +342,8 @@ def test_parse_frequency(argument, expected):
 def test_parse_frequency_rejects(argument):
     with pytest.raises(ValueError, match="1, 2 or 3"):
         parse_frequency(argument)
+
+
+def test_rematch_is_asked_in_plain_words():
+    for body in ("new partner please", "Can I be matched with someone else?", "rematch please"):
+        assert command_of(body).name == "rematch", body

@@ -111,7 +111,12 @@ def make_round_group(open_app: OpenApp) -> click.Group:
                         }
                     )
                 groups.append(
-                    {"number": group.number, "result": result.value if result else None, "members": people}
+                    {
+                        "number": group.number,
+                        "result": result.value if result else None,
+                        "rematch": group.rematch,
+                        "members": people,
+                    }
                 )
         shown = {
             "id": stored.id,
@@ -129,10 +134,11 @@ def make_round_group(open_app: OpenApp) -> click.Group:
         click.echo(f"round {stored.id} ({stored.state}), started {stored.starts_on}, seed {stored.seed}")
         click.echo(
             f"  {counted.groups} groups: {counted.met} met, {counted.missed} missed, "
-            f"{counted.disputed} disputed, {counted.no_reply} no reply or not yet"
+            f"{counted.disputed} disputed, {counted.no_reply} no reply or not yet; {counted.rematch_line}"
         )
         for group in groups:
-            click.echo(f"  group {group['number']}: {group['result'] or 'open'}")
+            rematched = " (rematch)" if group["rematch"] else ""
+            click.echo(f"  group {group['number']}{rematched}: {group['result'] or 'open'}")
             for m in group["members"]:
                 said = "-"
                 if m["said"] is not None:

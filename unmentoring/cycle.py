@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from matcher import rounds
+from matcher import rematch, rounds
 from matcher.calendar import Calendar, RoundDates, current_round, round_dates_for_id
 from matcher.limits import Limits
 from matcher.model import Group, Member, MemberStatus, Notice, Result, Round, RoundState, RoundStep
@@ -62,6 +62,7 @@ class Cycle:
             # A nudge is only worth sending while the meeting week is on.
             if dates.nudge_at is not None and dates.nudge_at <= now < dates.followup_at:
                 done += self.send_nudges(stored.id, now)
+            done += self.rematch(stored.id, now)
             if now >= dates.followup_at:
                 done += self.send_followups(stored.id, now)
             if dates.reminder_at is not None and now >= dates.reminder_at:
@@ -109,13 +110,18 @@ class Cycle:
             if kind == "reminder" and group.result() in (Result.MET, Result.MISSED, Result.DISPUTED):
                 return []
             members = rounds.members_of(self.store, group.members)
+            groups = rounds.groups_of_round(self.store, round_id)
             return [
                 self._ask_one(
                     kind, group, member, [m.display_name for m in members if m.id != member.id], dates, now
                 )
                 for member in members
-                # someone who left or was disabled since the introductions hears nothing more
-                if member.status in ASKABLE and member.address and member.id not in group.outcomes
+                # someone who left or was disabled since the introductions hears nothing more, and
+                # someone rematched is asked about the new group only
+                if member.status in ASKABLE
+                and member.address
+                and member.id not in group.outcomes
+                and not rematch.moved_on(groups, group, member.id)
             ]
 
         return self._per_group_step(round_id, step, kind, ask)
@@ -174,6 +180,45 @@ class Cycle:
             self._mark(stored, step)
         log.info("round %s: %d %s emails queued", round_id, len(notices), kind)
         return [f"{round_id} {step}"]
+
+    def rematch(self, round_id: str, now: datetime) -> list[str]:
+        """At each pass of an open round (matcher/rematch.py): tell whoever lost their group's other
+        members (once per group and member, by the outbox key), group the members waiting for a
+        rematch and introduce each new group; after the meeting week, tell whoever still waits."""
+        today = now.astimezone(self.calendar.zone).date()
+        dates = round_dates_for_id(self.calendar, round_id)
+        with self.store.transaction():
+            if today > dates.meeting_week_end:
+                waited = rematch.give_up(self.store, round_id)
+                upcoming = {
+                    "round_id": round_id,
+                    "next_round_on": upcoming_round(self.calendar, self.store, now).starts_on,
+                }
+                key = f"rematch_none:{round_id}:{{}}"
+                self.queue(
+                    [self._to_member("rematch_none", m, now, key, upcoming) for m in waited if m.address]
+                )
+                return [f"{round_id} rematch: {len(waited)} told nobody else waited"] if waited else []
+            notes = [
+                self._to_member(
+                    "stranded",
+                    member,
+                    now,
+                    f"stranded:{group.key}:{{}}",
+                    {"round_id": round_id, "meeting_week_end": dates.meeting_week_end},
+                    round_id=round_id,
+                    group_id=group.key,
+                )
+                for group, member in rematch.stranded(self.store, round_id, today)
+                if member.address
+            ]
+            formed = rematch.pair_waiting(self.store, round_id, today)
+            notes += [n for group in formed for n in self._intros(group, dates, now)]
+            self.queue(notes)
+        if formed:
+            log.info("round %s: %d rematch groups introduced", round_id, len(formed))
+            return [f"{round_id} rematch {g.number}" for g in formed]
+        return []
 
     def close(self, round_id: str, now: datetime) -> list[str]:
         """Close the round: silence becomes "no reply"; ghosts are paused and told."""

@@ -10,7 +10,7 @@ from inbox.commands.declaration import EmailCommand, Phrasing, Proof
 from inbox.commands.request import Applied, Request, help_notice, not_member, reply, to_sender
 from mailkit.addresses import canonical_address
 from matcher import members as ops
-from matcher import preferences
+from matcher import preferences, rematch
 from matcher.model import Group, Member
 from matcher.rounds import groups_of_member
 
@@ -112,6 +112,23 @@ def _pair_again(request: Request) -> Applied:
     return Applied([reply(request, "never_pair", member, values)], "never pair taken back")
 
 
+def _rematch(request: Request) -> Applied:
+    member = request.member()
+    if member is None:
+        return Applied([not_member(request, "rematch")], "rematch from a non-member")
+    asked = rematch.ask(request.store, member, request.today)
+    if asked.round_ is None:
+        return Applied([to_sender(request, "no_group", {"command": "rematch"})], "rematch: no open round")
+    values = {
+        "name": member.name,
+        "round_id": asked.round_.id,
+        "outcome": str(asked.outcome),
+        "meeting_week_end": asked.round_.meeting_week_end,
+        "middle": rematch.middle_of_meeting_week(asked.round_),
+    }
+    return Applied([reply(request, "rematch", member, values)], f"rematch: {asked.outcome}")
+
+
 def _group_about(request: Request, member: Member) -> Group | None:
     """The group the message replies about, else the member's latest group (open or closed)."""
     group = request.reply_group(member)
@@ -191,4 +208,18 @@ PAIR_AGAIN = EmailCommand(
     argument=arguments.person,
     proof=Proof.MAILBOX,
 )
-COMMANDS = (MEET_AGAIN, NOT_AGAIN, NEVER_PAIR, PAIR_AGAIN)
+REMATCH = EmailCommand(
+    "rematch",
+    Phrasing(
+        "rematch",
+        "your partner is gone or silent mid-round: we group you with someone else in the same position",
+        aliases=(
+            r"(?:a\s+)?new\s+(?:partner|match)",
+            r"(?:can|could|may)\s+i\s+(?:please\s+)?(?:be\s+)?(?:re)?(?:matched|paired|grouped)\s+with\s+"
+            r"(?:someone|somebody|anyone|anybody)\s+else",
+            r"(?:please\s+)?(?:re)?(?:match|pair|group)\s+me\s+with\s+(?:someone|somebody|anyone)\s+else",
+        ),
+    ),
+    _rematch,
+)
+COMMANDS = (MEET_AGAIN, NOT_AGAIN, NEVER_PAIR, PAIR_AGAIN, REMATCH)
