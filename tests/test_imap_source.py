@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from imapclient import IMAPClient
 
-from inbox.sources.imap import ImapError, ImapSource, backoff_delay
+from inbox.sources.imap import ImapError, ImapSource
 from mailkit.servers import ImapServer, ServerSettingError
 from tests.servers import Dovecot, ImapAccount, SilentServer
 
