@@ -25,10 +25,13 @@ from mailer.settings import MailSettings
 from mailer.summary import build_summary
 from mailer.template_check import SAMPLE_VALUES
 from mailkit.servers import SmtpServer
+from matcher.calendar import next_round
 from matcher.clock import FakeClock
+from tests.servers import free_port
 from tests.test_summary_figures import join, run_round
 from unmentoring.app import App
-from unmentoring.config import Config, Programme
+from unmentoring.config import Config, Programme, Sandbox
+from unmentoring.demo import Person, Simulation
 
 LONG_NAME = "The Northshire and Southtown Randomised Coffee Trials for Public Servants"
 
@@ -163,3 +166,36 @@ def test_a_real_summary_shows_no_python_representation(app: App) -> None:
     assert python_shapes(rendered.text) == [], rendered.text
     assert python_shapes(rendered.html) == []
     assert wrapping_faults(rendered.text) == [], rendered.text
+
+
+def test_each_copy_of_an_introduction_names_everyone_in_to(tmp_path: Path) -> None:
+    """On the sandbox: two people join (one name with a comma, quotes and an accent, which the
+    safe writer must keep as one name), a round starts, and each copy of the introduction, parsed as
+    a client parses it, shows every member as "Name <address>" in To."""
+    config = Config(
+        programme=Programme(data_dir=".", organisers=["organiser@localhost"]),
+        sandbox=Sandbox(port=free_port()),
+        base_dir=tmp_path,
+    )
+    clock = FakeClock(datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
+    sim = Simulation(config, clock)
+    try:
+        names = {"ann@example.org": "Ann Archer", "zoe@example.org": 'Zoë "Z" O\'Neil, PhD'}
+        # The client's From carries a plain name; the programme knows each person by their name: line.
+        people = [Person("Ann", "ann@example.org", "Highways"), Person("Zoe", "zoe@example.org", "Libraries")]
+        for person in people:
+            sim.send(person, f"join\nname: {names[person.address]}\norg: {person.org}")
+        sim.tick()
+        for person in people:
+            assert sim.reply_to_latest(person, "confirm_join", "yes")
+        sim.tick()
+        sim.at(next_round(sim.app.calendar, clock.now()).starts_at)
+
+        expected = {(name, address) for address, name in names.items()}
+        for person in people:
+            (intro,) = [m for m in sim.mailbox(person.address) if m.get("X-UnMentoring-Kind") == "intro"]
+            shown = {(a.display_name, a.addr_spec) for a in intro["To"].addresses}
+            assert shown == expected, intro["To"]
+            assert intro.get_all("To") and len(intro["To"].addresses) == len(people)
+    finally:
+        sim.close()

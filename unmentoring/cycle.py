@@ -238,7 +238,11 @@ class Cycle:
         host = next((m for m in members if m.id == group.host), members[0])
         values = {
             "round_id": dates.round_id,
-            "members": [{"name": m.display_name, "org": m.org, "about": m.about} for m in members],
+            # The address names each person in the To of every copy (mailer/compose.py).
+            "members": [
+                {"name": m.display_name, "org": m.org, "about": m.about, "address": m.address}
+                for m in members
+            ],
             "host": host.display_name,
             "meeting_week_start": dates.meeting_week_start,
             "meeting_week_end": dates.meeting_week_end,
