@@ -414,7 +414,11 @@ class Outbox:
                     os.unlink(os.path.join(self.spool, name))
                 removed += 1
         if removed:
-            log.info("outbox: removed %d message file(s) no entry refers to", removed)
+            # Routine: every fold deletes the files of the messages it marked sent.
+            log.debug(
+                "outbox: deleted %d message file(s) no longer needed (sent, cancelled or rolled back)",
+                removed,
+            )
         return removed
 
     # -- what is due
@@ -597,8 +601,9 @@ class Outbox:
         if result.status == DEFERRED and attempts < self.max_attempts:
             report.deferred += 1
             delay = min(self.backoff_base * 2 ** (attempts - 1), self.backoff_max)
-            log.warning(
-                "outbox %s: deferred (attempt %d, next in %s): %s",
+            # Greylisting and busy servers say "later" routinely; giving up (below) is the fault.
+            log.info(
+                "outbox %s: the server said try again later (attempt %d), next try in %s: %s",
                 entry.key,
                 attempts,
                 delay,

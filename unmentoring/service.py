@@ -165,8 +165,8 @@ def record_refusals(app: App, refused: list[tuple[str, str]]) -> None:
     """A permanent SMTP refusal counts against the address like a bounce message does."""
     from inbox.apply import count_permanent_bounces
 
-    for _address, reason in refused:
-        log.warning("permanently refused by the mail server: %s", reason)
+    # The outbox has logged each refusal with its message; here they become bounce counts.
+    log.info("%d address(es) refused by the mail server: counted as bounces", len(refused))
     with app.store.transaction():
         _, notices = count_permanent_bounces(
             app.store, app.processor.settings, app.clock.now(), [address for address, _ in refused]
