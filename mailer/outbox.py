@@ -32,9 +32,15 @@ Journal lines (tab-separated; free text has tabs and line breaks replaced by spa
 
 The crash window, precisely: a message is in flight from the moment its final "." goes to the
 server until its journal line is written (that survives a killed process) and fsynced (that survives
-a power cut). A crash inside that window leaves the entry queued although the server may have taken
-the message, so the next run sends it again. At most that one message can go twice; every other
-message goes exactly once, and none is lost (entries are committed before any sending starts).
+a power cut). A crash after the server accepted it and before its 250 was recorded leaves the entry
+queued, so the next run sends it again, with the same Message-ID (a client that threads or
+deduplicates by Message-ID shows one). At most that one message can go twice; every other message
+goes exactly once, and none is lost (entries are committed before any sending starts).
+
+Refusals: a journal line carries the addresses the server refused permanently; the fold keeps them
+in the store (``UNCOUNTED_REFUSALS_META``) and the caller takes them (``take_refusals``) in the
+transaction that counts them as bounces. A crash between the refusal and the count loses nothing:
+the next run folds or finds them and counts each once.
 
 Temporary failures (4xx, dropped connections) are retried a couple of times within the run by the
 sender, then deferred with exponential backoff (``next_attempt_at``) and given up after

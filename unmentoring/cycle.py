@@ -4,7 +4,9 @@ A round's steps, in the programme's time zone: start (pair and send the introduc
 meeting week, remind whoever has not answered, close before the next round starts (no reply recorded, ghosts
 paused and told), then the organisers' summary. Each step is recorded in ``Round.steps_done`` in the same
 transaction that queues its emails, and every email has an idempotency key, so running a step twice, or again
-after a crash, sends nothing twice and loses nothing.
+after a crash, queues nothing twice and loses nothing. One window remains in sending (mailer/outbox.py): a
+crash after the SMTP server accepted a message and before its 250 was recorded sends it again, with the same
+Message-ID.
 """
 
 from __future__ import annotations
