@@ -183,8 +183,8 @@ class Processor:
                 continue
             who = _address_hash(notice.to[0] if notice.to else "")
             if counts.get(who, 0) >= limit:
-                log.warning(
-                    "%s reply dropped: %d automatic replies already sent to this sender today",
+                log.info(
+                    "%s not sent: this sender already had the %d automatic replies of a day",
                     notice.kind,
                     limit,
                 )
@@ -207,8 +207,8 @@ class Processor:
             if notice.token and not confirmation_limits.allow(
                 counts, notice, now, self.settings.limits.confirmations_per_hour
             ):
-                log.warning(
-                    "%s not sent: one a day per mailbox, %d an hour in all, already sent",
+                log.info(
+                    "%s not sent: confirmation limit reached (one a day per mailbox, %d an hour in all)",
                     notice.kind,
                     self.settings.limits.confirmations_per_hour,
                 )

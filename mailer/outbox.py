@@ -32,9 +32,15 @@ Journal lines (tab-separated; free text has tabs and line breaks replaced by spa
 
 The crash window, precisely: a message is in flight from the moment its final "." goes to the
 server until its journal line is written (that survives a killed process) and fsynced (that survives
-a power cut). A crash inside that window leaves the entry queued although the server may have taken
-the message, so the next run sends it again. At most that one message can go twice; every other
-message goes exactly once, and none is lost (entries are committed before any sending starts).
+a power cut). A crash after the server accepted it and before its 250 was recorded leaves the entry
+queued, so the next run sends it again, with the same Message-ID (a client that threads or
+deduplicates by Message-ID shows one). At most that one message can go twice; every other message
+goes exactly once, and none is lost (entries are committed before any sending starts).
+
+Refusals: a journal line carries the addresses the server refused permanently; the fold keeps them
+in the store (``UNCOUNTED_REFUSALS_META``) and the caller takes them (``take_refusals``) in the
+transaction that counts them as bounces. A crash between the refusal and the count loses nothing:
+the next run folds or finds them and counts each once.
 
 Temporary failures (4xx, dropped connections) are retried a couple of times within the run by the
 sender, then deferred with exponential backoff (``next_attempt_at``) and given up after
@@ -79,6 +85,9 @@ QUEUED, SENT, FAILED = OutboxStatus.QUEUED, OutboxStatus.SENT, OutboxStatus.FAIL
 DEFERRED = "deferred"  # a send outcome (mailer.smtp.SendResult), never an entry's status
 # Store meta key: per-minute recipient counts of the last day, for the throttle.
 RECENT_SENDS_META = "outbox_recent_sends"
+# Permanent refusals folded from the journal and not yet counted as bounces, by "<key>#<attempts>"
+# (folding the same line twice writes the same item): taken in the transaction that counts them.
+UNCOUNTED_REFUSALS_META = "outbox_uncounted_refusals"
 RECENT_SENDS_KEEP = timedelta(days=1)
 
 
@@ -111,6 +120,7 @@ class JournalRecord:
     reason: str = ""
     next_attempt_at: datetime | None = None
     recipients: tuple[str, ...] = ()  # deferred: who is still to be tried (empty: unchanged)
+    refused: tuple[tuple[str, str], ...] = ()  # (address, reason) refused permanently, to be counted
 
     def line(self) -> bytes:
         fields = [
@@ -123,6 +133,9 @@ class JournalRecord:
         if self.status == DEFERRED:
             assert self.next_attempt_at is not None
             fields += [self.next_attempt_at.isoformat(), json.dumps(list(self.recipients))]
+        if self.refused:
+            # Last, and only when there are some: lines written before it existed still parse.
+            fields.append(json.dumps([[address, _flat(reason)] for address, reason in self.refused]))
         return ("\t".join(fields) + "\n").encode("utf-8")
 
     @classmethod
@@ -132,6 +145,12 @@ class JournalRecord:
         if not key or status not in (SENT, FAILED, DEFERRED):
             raise ValueError(f"unknown status {status!r}")
         record = cls(key, status, datetime.fromisoformat(at), int(attempts), reason)
+        refused = fields[7 if status == DEFERRED else 5 :][:1]
+        if refused:
+            pairs = json.loads(refused[0])
+            if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+                raise ValueError("refused is not a list of [address, reason]")
+            record = replace(record, refused=tuple((str(a), str(r)) for a, r in pairs))
         if status == DEFERRED:
             recipients = json.loads(fields[6])
             if not isinstance(recipients, list):
@@ -414,7 +433,11 @@ class Outbox:
                     os.unlink(os.path.join(self.spool, name))
                 removed += 1
         if removed:
-            log.info("outbox: removed %d message file(s) no entry refers to", removed)
+            # Routine: every fold deletes the files of the messages it marked sent.
+            log.debug(
+                "outbox: deleted %d message file(s) no longer needed (sent, cancelled or rolled back)",
+                removed,
+            )
         return removed
 
     # -- what is due
@@ -454,12 +477,33 @@ class Outbox:
                         continue
                     updated.append(record.apply(entry))
                 self.store.update_many(updated)
+                self._keep_refusals(records.values())
                 self._remember_sends(updated)
         if self.journal.exists() and self.journal.stat().st_size:
             with open(self.journal, "wb") as f:
                 f.flush()
                 os.fsync(f.fileno())
         self.remove_unreferenced_bodies()
+
+    def _keep_refusals(self, records: Iterable[JournalRecord]) -> None:
+        """Store the folded refusals until ``take_refusals`` counts them: the journal is emptied after
+        this fold, and a crash before the counting must not lose them."""
+        kept = dict(self.store.get_meta(UNCOUNTED_REFUSALS_META) or {})
+        new = {f"{r.key}#{r.attempts}": [list(pair) for pair in r.refused] for r in records if r.refused}
+        if new:
+            self.store.set_meta(UNCOUNTED_REFUSALS_META, {**kept, **new})
+
+    def take_refusals(self) -> list[tuple[str, str]]:
+        """The permanent refusals not yet counted, as (address, reason), and forget them: call it in
+        the transaction that counts them, so that they are counted once, also after a crash."""
+        if not self.store.in_transaction:
+            raise OutboxError(
+                "take_refusals outside a store transaction: call it in the one that counts them"
+            )
+        kept = self.store.get_meta(UNCOUNTED_REFUSALS_META) or {}
+        if kept:
+            self.store.set_meta(UNCOUNTED_REFUSALS_META, {})
+        return [(str(address), str(reason)) for pairs in kept.values() for address, reason in pairs]
 
     def _read_journal(self) -> dict[str, JournalRecord]:
         try:
@@ -581,7 +625,7 @@ class Outbox:
     def _record_for(self, entry: OutboxEntry, result: SendResult, report: DeliveryReport) -> JournalRecord:
         now = self.clock.now()
         attempts = entry.attempts + 1
-        report.bounces.extend(result.bounced)
+        refused = list(result.bounced)  # carried by the journal line: counted after a crash too
         bounced_note = "; ".join(f"{a}: {r}" for a, r in result.bounced)
         if result.status == SENT:
             report.sent += 1
@@ -593,29 +637,40 @@ class Outbox:
             )
             if bounced_note:
                 log.warning("outbox %s: refused for some recipients: %s", entry.key, bounced_note)
-            return JournalRecord(entry.key, SENT, now, attempts, bounced_note)
+            report.bounces.extend(refused)
+            return JournalRecord(entry.key, SENT, now, attempts, bounced_note, refused=tuple(refused))
         if result.status == DEFERRED and attempts < self.max_attempts:
             report.deferred += 1
             delay = min(self.backoff_base * 2 ** (attempts - 1), self.backoff_max)
-            log.warning(
-                "outbox %s: deferred (attempt %d, next in %s): %s",
+            # Greylisting and busy servers say "later" routinely; giving up (below) is the fault.
+            log.info(
+                "outbox %s: the server said try again later (attempt %d), next try in %s: %s",
                 entry.key,
                 attempts,
                 delay,
                 result.reason,
             )
+            report.bounces.extend(refused)
             return JournalRecord(
-                entry.key, DEFERRED, now, attempts, result.reason, now + delay, result.deferred
+                entry.key,
+                DEFERRED,
+                now,
+                attempts,
+                result.reason,
+                now + delay,
+                result.deferred,
+                tuple(refused),
             )
         report.failed += 1
         if result.status == DEFERRED:
             # Temporary failures for days: treat as permanent for these recipients.
             reason = f"gave up after {attempts} attempts: {result.reason}"
-            report.bounces.extend((address, reason) for address in result.deferred)
+            refused.extend((address, reason) for address in result.deferred)
         else:
             reason = bounced_note or result.reason
+        report.bounces.extend(refused)
         log.warning("outbox %s: failed: %s", entry.key, reason)
-        return JournalRecord(entry.key, FAILED, now, attempts, reason)
+        return JournalRecord(entry.key, FAILED, now, attempts, reason, refused=tuple(refused))
 
 
 def body_file_name(key: str) -> str:

@@ -436,18 +436,43 @@ def _one_line(text: str) -> str:
 
 
 def _tidy_text(text: str) -> str:
-    """Trailing spaces off, runs of blank lines collapsed, long prose lines wrapped (indented lines
-    are
-    preformatted: lists, tables, JSON)."""
-    lines = []
+    """Trailing spaces off, runs of blank lines collapsed, prose reflowed by paragraph.
+
+    The templates break their lines where it reads well in the source; a reader's line is the
+    paragraph's, filled to ``WRAP_WIDTH`` (a name or date longer than the sample would otherwise leave
+    "(in" / "the" / "subject" on three lines). Preformatted lines keep their breaks: indented lines
+    (lists, quotes, JSON), table rows (two spaces inside the text) and the footer below "-- ", whose
+    lines are wrapped one by one."""
+    out: list[str] = []
+    paragraph: list[str] = []
+    in_footer = False
     for line in text.splitlines():
         # "-- " is the signature separator: mail clients and reply parsers drop what follows it.
         line = line if line == "-- " else line.rstrip()
-        if len(line) > WRAP_WIDTH and not line[:1].isspace():
-            lines.extend(textwrap.wrap(line, WRAP_WIDTH, break_long_words=False, break_on_hyphens=False))
-        else:
-            lines.append(line)
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
+        if is_prose(line) and not in_footer:
+            paragraph.append(line)
+            continue
+        out.extend(fill(" ".join(paragraph)))
+        paragraph = []
+        in_footer = in_footer or line == "-- "
+        out.extend(fill(line) if in_footer and is_prose(line) else [line])
+    out.extend(fill(" ".join(paragraph)))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip("\n") + "\n"
+
+
+def is_prose(line: str) -> bool:
+    """A line of running text: not blank, not indented, not a table row, not the signature separator."""
+    return bool(line.strip()) and not line[:1].isspace() and "  " not in line and line != "-- "
+
+
+def fill(paragraph: str, width: int = WRAP_WIDTH) -> list[str]:
+    """The paragraph's lines, filled to ``width``; a last line of one word takes a second one along
+    (a word left alone on the last line reads as an accident)."""
+    lines = textwrap.wrap(paragraph, width, break_long_words=False, break_on_hyphens=False)
+    if len(lines) > 1 and " " not in lines[-1] and " " in lines[-2]:
+        head, moved = lines[-2].rsplit(" ", 1)
+        lines[-2:] = [head, f"{moved} {lines[-1]}"]
+    return lines
 
 
 def _prepare_summary(context: dict[str, Any]) -> dict[str, Any]:

@@ -306,6 +306,23 @@ def test_one_log_line_per_email_sent(rig: Rig, caplog: pytest.LogCaptureFixture)
     assert lines == [f"sent intro:2026-12:7 message-id <{entry.message_id}> to 2 recipient(s)"]
 
 
+def test_routine_sending_logs_information_not_faults(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    """A send, a greylisted recipient tried again, and the housekeeping after them (the sent messages'
+    files deleted): nothing at WARNING or above, and each line says what happened."""
+    caplog.set_level(logging.DEBUG, logger="mailer")
+    rig.queue(welcome("a"), welcome("b"))
+    rig.sink.fail_next(3, 451)  # every quick attempt of the first message
+    first = rig.deliver()
+    rig.clock.advance(timedelta(minutes=5))
+    second = rig.deliver()
+    assert (first.sent, first.deferred, second.sent) == (1, 1, 1)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    said = [r.getMessage() for r in caplog.records]
+    assert any("the server said try again later (attempt 1)" in line for line in said)
+    assert any("no longer needed" in line for line in said)
+    assert not any("no entry refers to" in line for line in said)
+
+
 def test_failed_entries_can_be_queued_again(rig: Rig) -> None:
     rig.queue(welcome("a", to="gone@example.org"), welcome("b"))
     rig.sink.fail_recipient("gone@example.org", 550, count=1)

@@ -4,7 +4,9 @@ A round's steps, in the programme's time zone: start (pair and send the introduc
 meeting week, remind whoever has not answered, close before the next round starts (no reply recorded, ghosts
 paused and told), then the organisers' summary. Each step is recorded in ``Round.steps_done`` in the same
 transaction that queues its emails, and every email has an idempotency key, so running a step twice, or again
-after a crash, sends nothing twice and loses nothing.
+after a crash, queues nothing twice and loses nothing. One window remains in sending (mailer/outbox.py): a
+crash after the SMTP server accepted a message and before its 250 was recorded sends it again, with the same
+Message-ID.
 """
 
 from __future__ import annotations
@@ -283,7 +285,11 @@ class Cycle:
         host = next((m for m in members if m.id == group.host), members[0])
         values = {
             "round_id": dates.round_id,
-            "members": [{"name": m.display_name, "org": m.org, "about": m.about} for m in members],
+            # The address names each person in the To of every copy (mailer/compose.py).
+            "members": [
+                {"name": m.display_name, "org": m.org, "about": m.about, "address": m.address}
+                for m in members
+            ],
             "host": host.display_name,
             "meeting_week_start": dates.meeting_week_start,
             "meeting_week_end": dates.meeting_week_end,

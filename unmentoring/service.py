@@ -156,18 +156,22 @@ def deliver_outbox(app: App, *, progress: bool = False, should_stop: ShouldStop 
         report = app.outbox.deliver_pending(sender, progress=progress, should_stop=should_stop)
     finally:
         sender.close()
-    if report.bounces:
-        record_refusals(app, report.bounces)
+    record_refusals(app)
     return report
 
 
-def record_refusals(app: App, refused: list[tuple[str, str]]) -> None:
-    """A permanent SMTP refusal counts against the address like a bounce message does."""
+def record_refusals(app: App) -> None:
+    """A permanent SMTP refusal counts against the address like a bounce message does. The refusals
+    come from the store (mailer/outbox.py folds them there from the journal), not from this run's
+    report: one noticed just before a crash is counted by the next run, and each is counted once."""
     from inbox.apply import count_permanent_bounces
 
-    for _address, reason in refused:
-        log.warning("permanently refused by the mail server: %s", reason)
     with app.store.transaction():
+        refused = app.outbox.take_refusals()
+        if not refused:
+            return
+        # The outbox has logged each refusal with its message; here they become bounce counts.
+        log.info("%d address(es) refused by the mail server: counted as bounces", len(refused))
         _, notices = count_permanent_bounces(
             app.store, app.processor.settings, app.clock.now(), [address for address, _ in refused]
         )

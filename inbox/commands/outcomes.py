@@ -64,7 +64,7 @@ def _record(request: Request, member: Member, group: Group, result: Result, reas
         reason_text = f"round {group.round_id} has closed, so answers for it can no longer be recorded"
         return Applied([help_notice(request, reason_text, member)], f"{name} for a closed round")
     except RoundError as exc:
-        log.warning("%s could not be recorded: %s", name, exc)
+        log.info("%s not recorded, told how to report one: %s", name, exc)
         return Applied([to_sender(request, "no_group", {"command": name})], f"{name}: no group")
     return Applied(action=f"{name} recorded for group {group.key}")
 

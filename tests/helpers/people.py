@@ -25,7 +25,7 @@ from tests.servers import ImapAccount, SmtpSink
 from unmentoring.sandbox_cli import build_message, build_reply
 
 KIND_HEADER = "X-UnMentoring-Kind"
-_ROUND_IN_TEXT = re.compile(r"\bround (\d{4}-\d{2})\b|\((\d{4}-\d{2})\)")
+_ROUND_IN_TEXT = re.compile(r"\bround\s+(\d{4}-\d{2})\b|\((\d{4}-\d{2})\)")
 
 
 @dataclass(frozen=True)
