@@ -69,6 +69,7 @@ def test_groups_nobody_has_heard_from_are_nudged_once_mid_week(tmp_path: Path) -
         message = email.message_from_string(entry.raw, policy=policy.default)
         recipients = sorted(a.addr_spec for a in message["To"].addresses)
         assert recipients == sorted(address[m] for m in group.members)
+        assert all(a.display_name for a in message["To"].addresses)  # "Name <address>", as the intro
         assert sorted(a.addr_spec for a in message["Reply-To"].addresses) == recipients
         (own,) = entry.recipients
         assert message["In-Reply-To"] == f"<{intros[(group.key, own)].message_id}>"

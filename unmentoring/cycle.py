@@ -141,6 +141,8 @@ class Cycle:
             host = next((m for m in members if m.id == group.host), members[0])
             values = {
                 "names": [m.display_name for m in members],
+                # who is who in To (mailer/compose.py writes "Name <address>" from these)
+                "members": [{"name": m.display_name, "address": m.address} for m in members],
                 "host": host.display_name,
                 "round_id": round_id,
                 "meeting_week_end": dates.meeting_week_end,
