@@ -9,15 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.cli_env import PROGRAMME_ADDRESS, CliEnv
 from tests.servers import (
     Dovecot,
     ImapAccount,
     SmtpSink,
     TlsFiles,
+    free_port,
     make_server_dir,
     make_tls_files,
 )
 from tests.test_apply import Harness, make_harness
+from unmentoring.sandbox import SandboxServer
 
 # -- real mail servers (tests/servers.py) --------------------------------------------------------
 
@@ -88,3 +91,20 @@ def box(tmp_path: Path) -> Iterator[Harness]:
         yield harness
     finally:
         harness.store.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> CliEnv:
+    """A programme folder for the CLI, its sandbox on a free port (a module may override it)."""
+    return CliEnv(tmp_path / "programme", sandbox_port=free_port())
+
+
+@pytest.fixture
+def sandbox(env: CliEnv) -> Iterator[SandboxServer]:
+    """The product's sandbox mail server on the env's port: the CLI sends there, mail lands."""
+    server = SandboxServer(env.sandbox_dir, PROGRAMME_ADDRESS, "127.0.0.1", env.sandbox_port)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -65,22 +65,6 @@ FORM_COLUMNS = [
 ]
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> CliEnv:
-    return CliEnv(tmp_path / "programme", sandbox_port=free_port())
-
-
-@pytest.fixture
-def sandbox(env: CliEnv) -> Iterator[SandboxServer]:
-    """The product's sandbox mail server on the env's port: the CLI sends there, mail lands."""
-    server = SandboxServer(env.sandbox_dir, PROGRAMME_ADDRESS, "127.0.0.1", env.sandbox_port)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def import_form(env: CliEnv, rows: list[list[str]] = FORM_ROWS) -> None:
     path = write_csv(env.root / "form.csv", FORM_HEADER, rows)
     env.ok("members", "import", str(path), *FORM_COLUMNS)

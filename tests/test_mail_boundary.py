@@ -14,18 +14,13 @@ import base64
 import re
 import smtplib
 import unicodedata
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from pathlib import Path
-
-import pytest
 
 from mailkit.addresses import is_own_address
 from tests.helpers.cli_env import KIND_HEADER, PROGRAMME_ADDRESS, CliEnv, maildir_messages, messages_of_kind
-from tests.servers import free_port
 from unmentoring.sandbox import SandboxServer
 
 EVE = "eve@example.org"
@@ -57,21 +52,6 @@ def b_word(text: str) -> str:
 
 def q_word(text: str) -> str:
     return "=?utf-8?q?" + "".join(f"={byte:02X}" for byte in text.encode("utf-8")) + "?="
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> CliEnv:
-    return CliEnv(tmp_path / "programme", sandbox_port=free_port())
-
-
-@pytest.fixture
-def sandbox(env: CliEnv) -> Iterator[SandboxServer]:
-    server = SandboxServer(env.sandbox_dir, PROGRAMME_ADDRESS, "127.0.0.1", env.sandbox_port)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def send_raw(env: CliEnv, sender: str, raw: bytes) -> None:

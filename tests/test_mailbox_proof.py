@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import secrets
 import smtplib
-from collections.abc import Iterator
 from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
@@ -19,26 +18,10 @@ import pytest
 
 from mailkit.addresses import return_path_token
 from tests.helpers.cli_env import PROGRAMME_ADDRESS, CliEnv, maildir_messages, messages_of_kind
-from tests.servers import free_port
 from unmentoring.sandbox import SandboxServer
 
 ALICE, BOB, MALLORY = "alice@example.org", "bob@example.org", "mallory@example.net"
 REPORT = Path(__file__).parent / "data" / "mail" / "bounce-postfix-550.eml"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> CliEnv:
-    return CliEnv(tmp_path / "programme", sandbox_port=free_port())
-
-
-@pytest.fixture
-def sandbox(env: CliEnv) -> Iterator[SandboxServer]:
-    server = SandboxServer(env.sandbox_dir, PROGRAMME_ADDRESS, "127.0.0.1", env.sandbox_port)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def send(

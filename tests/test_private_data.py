@@ -54,16 +54,6 @@ def env(tmp_path: Path, umask_022: None) -> CliEnv:
     return CliEnv(tmp_path / "programme", sandbox_port=free_port())
 
 
-@pytest.fixture
-def sandbox(env: CliEnv) -> Iterator[SandboxServer]:
-    server = SandboxServer(env.sandbox_dir, PROGRAMME_ADDRESS, "127.0.0.1", env.sandbox_port)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def number_of_latest(env: CliEnv, address: str, kind: str) -> int:
     """The `sandbox read` number of the latest mail of ``kind`` in the person's mailbox."""
     found = [m.number for m in list_maildir(env.mailbox(address)) if m.parse()[KIND_HEADER] == kind]

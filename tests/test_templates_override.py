@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mailer.render import SHIPPED_TEMPLATES
-from tests.helpers.cli_env import PROGRAMME_ADDRESS, CliEnv, describe, messages_of_kind, write_config
+from tests.helpers.cli_env import CliEnv, describe, messages_of_kind, write_config
 from tests.servers import free_port
 from unmentoring.sandbox import SandboxServer
 
@@ -35,16 +34,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliEnv:
     )
     monkeypatch.chdir(tmp_path)
     return env
-
-
-@pytest.fixture
-def sandbox(env: CliEnv) -> Iterator[SandboxServer]:
-    server = SandboxServer(env.sandbox_dir, PROGRAMME_ADDRESS, "127.0.0.1", env.sandbox_port)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def override(env: CliEnv, name: str, old: str, new: str) -> None:
