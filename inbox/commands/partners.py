@@ -46,14 +46,22 @@ def _not_again(request: Request) -> Applied:
     return Applied([reply(request, "meet_again", member, values)], "meet again taken back")
 
 
-def _never_pair(request: Request) -> Applied:
+def _proven_member(request: Request, command: str) -> Member | Applied:
+    """The sender's record when it may act now (Proof.MAILBOX: a reply to our mail to that address);
+    otherwise the answer saying why not, at the member's own address."""
     member = request.member()
+    said = command.replace("_", " ")
     if member is None:
-        return Applied([not_member(request, "never_pair")], "never pair from a non-member")
+        return Applied([not_member(request, command)], f"{said} from a non-member")
     if not request.may_act_at_once(member):
-        return Applied(
-            [help_notice(request, NOT_A_REPLY, member)], "never pair without proof: asked to reply"
-        )
+        return Applied([help_notice(request, NOT_A_REPLY, member)], f"{said} without proof: asked to reply")
+    return member
+
+
+def _never_pair(request: Request) -> Applied:
+    member = _proven_member(request, "never_pair")
+    if isinstance(member, Applied):
+        return member
     who = request.argument
     if not who:
         reason = "write who: 'never pair me with NAME' (someone you have met) or their email address"
@@ -81,13 +89,9 @@ def _never_pair(request: Request) -> Applied:
 
 
 def _pair_again(request: Request) -> Applied:
-    member = request.member()
-    if member is None:
-        return Applied([not_member(request, "pair_again")], "pair again from a non-member")
-    if not request.may_act_at_once(member):
-        return Applied(
-            [help_notice(request, NOT_A_REPLY, member)], "pair again without proof: asked to reply"
-        )
+    member = _proven_member(request, "pair_again")
+    if isinstance(member, Applied):
+        return member
     entries = preferences.never_entries(request.store, member)
     who = request.argument
     address = canonical_address(who) if "@" in who else ""
