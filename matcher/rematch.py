@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from matcher import preferences
 from matcher.model import Group, Member, Round, RoundState
-from matcher.rounds import _history, groups_of_round, is_active_on, latest_open_group, normalise_org
+from matcher.rounds import groups_of_round, is_active_on, latest_open_group, normalise_org, past_groups
 from matcher.store import Store
 
 # What a rematch request came to (the answer's words are chosen by the template).
@@ -96,7 +96,7 @@ def pair_waiting(store: Store, round_id: str, on: date) -> list[Group]:
     groups: list[Group] = []
     if len(waiting) >= 2:
         # This round's groups are history too: nobody is grouped again with the partner they lost.
-        history = _history(store, before=round_.ordinal + 1)
+        history = past_groups(store, before=round_.ordinal + 1)
         wishes = preferences.for_round(store, waiting)
         people = [Person(id=m.id, org=normalise_org(m.org)) for m in waiting]
         pairing = make_pairing(people, history, round_.seed + len(history), never=wishes.never)

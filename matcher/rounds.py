@@ -148,7 +148,7 @@ def eligible_members(store: Store, on: date) -> list[Member]:
     same thing every time.
     """
     ordinal = ordinal_of(on.year, on.month)
-    return _eligible(store, on, _history(store, before=ordinal + 1))
+    return _eligible(store, on, past_groups(store, before=ordinal + 1))
 
 
 def _eligible(store: Store, on: date, history: Iterable[PastGroup]) -> list[Member]:
@@ -211,7 +211,7 @@ def start_round(store: Store, dates: RoundDates, now: datetime, *, seed: int | N
     if seed is None:
         seed = round_seed(dates.round_id)
     # No group of this round exists yet, so the history before it also decides eligibility.
-    history = _history(store, before=dates.ordinal)
+    history = past_groups(store, before=dates.ordinal)
     members = _eligible(store, dates.starts_on, history)
     wishes = preferences.for_round(store, members)
     people = [Person(id=m.id, org=normalise_org(m.org)) for m in members]
@@ -251,7 +251,7 @@ def preview_round(store: Store, dates: RoundDates, *, seed: int | None = None) -
     """
     existing = store.get(Round, dates.round_id)
     members_by_id = {m.id: m for m in store.all(Member)}
-    history = _history(store, before=dates.ordinal)
+    history = past_groups(store, before=dates.ordinal)
     if existing is not None:
         raw_groups = [(g.members, g.host) for g in groups_of_round(store, existing.id)]
         unpaired_ids = list(existing.unpaired)
@@ -496,7 +496,7 @@ def _ordinal_of_round(store: Store, round_id: str, cache: dict[str, int]) -> int
     return cache[round_id]
 
 
-def _history(store: Store, *, before: int) -> list[PastGroup]:
+def past_groups(store: Store, *, before: int) -> list[PastGroup]:
     """Every recorded group of a round earlier than ordinal ``before``, for the pairing's costs."""
     from matcher.pairing import PastGroup
 
