@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterator, Sequence
 
 from inbox.parse import ParsedMessage
+from inbox.questions import sent_only_to
 from inbox.settings import InboxSettings
 from mailkit.addresses import canonical_address, return_path, return_path_token
 from matcher.model import OutboxEntry
@@ -45,10 +46,8 @@ def counted_addresses(
     named = {canonical_address(a) for a in reported}
     for message_id in _our_message_ids(settings, raw):
         entry = store.find_one(OutboxEntry, "message_id", message_id)
-        if entry is not None and len(entry.recipients) == 1:
-            address = canonical_address(entry.recipients[0])
-            if address in named:
-                counted.append(address)
+        if entry is not None:
+            counted += [address for address in named if address and sent_only_to(entry, address)]
     return list(dict.fromkeys(counted))
 
 
